@@ -1,0 +1,1 @@
+"""The outside interfaces: the FastAPI application and the `carbonledger` CLI."""

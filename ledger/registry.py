@@ -1,0 +1,66 @@
+"""Opening a registry: settings → database (migrated) → log → checkpoint signer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+
+from ledger.checkpoint import NoteSigner
+from ledger.keyfiles import create_ed25519_key_file, load_ed25519_key_file
+from ledger.log import Log, LogNotInitialisedError
+from ledger.settings import LedgerSettings
+from ledger.storage.db import Database
+from ledger.storage.migrate import upgrade
+
+DEFAULT_ORIGIN_PREFIX = "carbonledger.local/log-"
+
+
+@dataclass
+class Registry:
+    settings: LedgerSettings
+    database: Database
+    log: Log
+    signer: NoteSigner
+
+    def close(self) -> None:
+        self.database.dispose()
+
+
+def initialise_registry(settings: LedgerSettings) -> Registry:
+    """Create what is missing (data directory, schema, log key, empty log); keep what exists."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key_path = settings.resolved_log_key_file()
+    key = (
+        load_ed25519_key_file(key_path)
+        if key_path.exists()
+        else create_ed25519_key_file(key_path)
+    )
+    database = Database(settings.resolved_database_url())
+    upgrade(database)
+    log = Log(database)
+    try:
+        origin = log.head().origin
+    except LogNotInitialisedError:
+        public = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        origin = settings.log_origin or DEFAULT_ORIGIN_PREFIX + hashlib.sha256(public).hexdigest()[:16]
+    if settings.log_origin and settings.log_origin != origin:
+        raise LogNotInitialisedError(
+            f"CARBONLEDGER_LOG_ORIGIN is {settings.log_origin!r} but the log was created as {origin!r}"
+        )
+    log.initialise(origin)
+    return Registry(settings, database, log, NoteSigner(origin, key))
+
+
+def open_registry(settings: LedgerSettings, *, migrate: bool = True) -> Registry:
+    """Open an initialised registry (migrating the schema forward unless told not to)."""
+    database = Database(settings.resolved_database_url())
+    if migrate:
+        upgrade(database)
+    log = Log(database)
+    origin = log.head().origin
+    key = load_ed25519_key_file(settings.resolved_log_key_file())
+    return Registry(settings, database, log, NoteSigner(origin, key))

@@ -1,0 +1,47 @@
+"""Settings shared by every part of carbonledger (environment variables `CARBONLEDGER_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LedgerSettings(BaseSettings):
+    """Where the registry keeps its state. Every field is documented in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="CARBONLEDGER_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Directory for the SQLite file and key files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means a SQLite file (WAL) in the data directory.",
+    )
+    log_origin: str | None = Field(
+        default=None,
+        description="Checkpoint origin line, fixed at init (default carbonledger.local/<key id>).",
+    )
+    log_key_file: Path | None = Field(
+        default=None,
+        description="PKCS#8 PEM Ed25519 key that signs checkpoints (default DATA_DIR/log-key.pem).",
+    )
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'carbonledger.db').resolve()}"
+
+    def resolved_log_key_file(self) -> Path:
+        return self.log_key_file or self.data_dir / "log-key.pem"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and route them to the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
