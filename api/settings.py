@@ -1,0 +1,30 @@
+"""Settings of the HTTP service and CLI (environment variables `CARBONLEDGER_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from ledger.settings import LedgerSettings
+
+
+class ApiSettings(LedgerSettings):
+    host: str = Field(default="127.0.0.1", description="Address `carbonledger serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `carbonledger serve` binds to.")
+    token_ttl_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="Lifetime of issued bearer tokens."
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 key for bearer tokens; unset means DATA_DIR/token-secret (made on init).",
+    )
+    token_secret_file: Path | None = Field(
+        default=None, description="File holding the token key (default DATA_DIR/token-secret)."
+    )
+    max_request_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest request body accepted (413 above it)."
+    )
+
+    def resolved_token_secret_file(self) -> Path:
+        return self.token_secret_file or self.data_dir / "token-secret"

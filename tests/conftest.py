@@ -1,0 +1,88 @@
+"""Shared fixtures: a registry on SQLite and on PostgreSQL (a fresh database per test).
+
+PostgreSQL is reached at CARBONLEDGER_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/test).
+Under CI=true an unreachable server fails the PostgreSQL tests; elsewhere they skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ledger.registry import Registry, initialise_registry
+from ledger.settings import LedgerSettings
+
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+PG_ADMIN_URL = os.environ.get(
+    "CARBONLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def require_testdata(*parts: str) -> Path:
+    path = TESTDATA.joinpath(*parts)
+    if not path.exists():
+        message = f"shared test data missing at {path}"
+        if running_in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=5) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        message = f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc}".strip()
+        if running_in_ci():
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = "carbonledger_test_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = postgres_admin_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(postgres_admin_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'carbonledger.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> LedgerSettings:
+    return LedgerSettings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def registry(settings: LedgerSettings) -> Iterator[Registry]:
+    """An initialised, empty registry on each backend."""
+    opened = initialise_registry(settings)
+    try:
+        yield opened
+    finally:
+        opened.close()
