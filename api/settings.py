@@ -11,13 +11,15 @@ from ledger.settings import LedgerSettings
 
 class ApiSettings(LedgerSettings):
     host: str = Field(default="127.0.0.1", description="Address `carbonledger serve` binds to.")
-    port: int = Field(default=8000, ge=1, le=65535, description="Port `carbonledger serve` binds to.")
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="Port `carbonledger serve` binds to."
+    )
     token_ttl_seconds: int = Field(
         default=3600, ge=60, le=86400, description="Lifetime of issued bearer tokens."
     )
     token_secret: SecretStr | None = Field(
         default=None,
-        description="HS256 key for bearer tokens; unset means DATA_DIR/token-secret (made on init).",
+        description="HS256 key for bearer tokens (default: DATA_DIR/token-secret, made on init).",
     )
     token_secret_file: Path | None = Field(
         default=None, description="File holding the token key (default DATA_DIR/token-secret)."

@@ -61,7 +61,9 @@ def validate_scopes(scopes: Iterable[str]) -> frozenset[str]:
     return result
 
 
-def create_client(database: Database, organisation_name: str, scopes: Iterable[str]) -> IssuedClient:
+def create_client(
+    database: Database, organisation_name: str, scopes: Iterable[str]
+) -> IssuedClient:
     """Create a client for an organisation (created if new); the secret is returned once."""
     name = organisation_name.strip()
     if not name or len(name) > MAX_ORGANISATION_NAME:

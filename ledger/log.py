@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import CursorResult, select, text, update
 from sqlalchemy.orm import Session
 
 from ledger.canonical import canonical_entry
@@ -115,18 +115,14 @@ class LogTransaction:
     def append_canonical(self, leaf: bytes) -> int:
         """Queue bytes that are already canonical entry JSON (trusted callers only)."""
         if len(self._leaves) >= MAX_LEAVES_PER_TRANSACTION:
-            raise LogError(
-                f"one transaction appends at most {MAX_LEAVES_PER_TRANSACTION} leaves"
-            )
+            raise LogError(f"one transaction appends at most {MAX_LEAVES_PER_TRANSACTION} leaves")
         index = self.next_index
         self._leaves.append(leaf)
         return index
 
     def extend_canonical(self, leaves: Sequence[bytes]) -> range:
         if len(self._leaves) + len(leaves) > MAX_LEAVES_PER_TRANSACTION:
-            raise LogError(
-                f"one transaction appends at most {MAX_LEAVES_PER_TRANSACTION} leaves"
-            )
+            raise LogError(f"one transaction appends at most {MAX_LEAVES_PER_TRANSACTION} leaves")
         first = self.next_index
         self._leaves.extend(leaves)
         return range(first, first + len(leaves))
@@ -231,7 +227,7 @@ class Log:
             ),
             tile_rows,
         )
-        updated = session.execute(
+        updated: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(LogHead)
             .where(LogHead.id == HEAD_ROW_ID, LogHead.size == old_size)
             .values(size=new_size, root=new_root, updated_at=utc_now())
@@ -263,9 +259,7 @@ class Log:
 
     def entries(self, start: int, end: int) -> list[bytes]:
         if not 0 <= start <= end or end - start > MAX_ENTRIES_PER_READ:
-            raise ProofRequestError(
-                f"entries are read in ranges of at most {MAX_ENTRIES_PER_READ}"
-            )
+            raise ProofRequestError(f"entries are read in ranges of at most {MAX_ENTRIES_PER_READ}")
         with self.database.read() as session:
             rows = session.execute(
                 select(LogEntry.data)
@@ -372,9 +366,10 @@ def _insert_entries(session: Session, first_index: int, leaves: Sequence[bytes])
     if connection.dialect.name == "postgresql":
         # COPY is several times faster than executemany for large batches.
         driver_connection: Any = connection.connection.driver_connection
-        with driver_connection.cursor() as cursor, cursor.copy(
-            "COPY log_entry (idx, data) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
+        with (
+            driver_connection.cursor() as cursor,
+            cursor.copy("COPY log_entry (idx, data) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
             copy.set_types(["int8", "bytea"])
             for index, leaf in enumerate(leaves, start=first_index):
                 copy.write_row((index, leaf))

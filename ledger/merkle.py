@@ -174,9 +174,7 @@ def _require_hash(value: bytes, what: str, error: type[VerificationError]) -> No
         raise error(f"{what} is {len(value)} bytes; a SHA-256 hash is {HASH_SIZE}")
 
 
-def root_from_inclusion_proof(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """RFC 9162 §2.1.3.2: the root implied by `proof` for leaf hash `leaf` at `index`."""
     if not 0 <= index < size:
         raise InclusionProofError(f"index {index} is outside a tree of size {size}")
@@ -184,7 +182,8 @@ def root_from_inclusion_proof(
     expected = _expected_path_length(index, size)
     if len(proof) != expected:
         raise InclusionProofError(
-            f"proof has {len(proof)} hashes; index {index} in a tree of size {size} needs {expected}"
+            f"proof has {len(proof)} hashes; index {index} in a tree of size {size} "
+            f"needs {expected}"
         )
     for position, sibling in enumerate(proof):
         _require_hash(sibling, f"proof hash {position}", InclusionProofError)
@@ -257,6 +256,21 @@ def verify_consistency(
             f"proof has {len(proof)} hashes; sizes {size1} -> {size2} need {expected}"
         )
     path = [root1, *proof] if seeded_by_old_root else list(proof)
+    old_accumulator, new_accumulator = _walk_consistency_path(node_index, last_index, path)
+    if old_accumulator != root1:
+        raise ConsistencyProofError(
+            f"old root mismatch: proof yields {old_accumulator.hex()}, expected {root1.hex()}"
+        )
+    if new_accumulator != root2:
+        raise ConsistencyProofError(
+            f"new root mismatch: proof yields {new_accumulator.hex()}, expected {root2.hex()}"
+        )
+
+
+def _walk_consistency_path(
+    node_index: int, last_index: int, path: Sequence[bytes]
+) -> tuple[bytes, bytes]:
+    """Rebuild (old root, new root) from a consistency path whose first hash is the seed."""
     old_accumulator = new_accumulator = path[0]
     for item in path[1:]:
         if node_index & 1 or node_index == last_index:
@@ -271,14 +285,7 @@ def verify_consistency(
         node_index >>= 1
         last_index >>= 1
     assert last_index == 0, "the length check guarantees the path reaches the root"
-    if old_accumulator != root1:
-        raise ConsistencyProofError(
-            f"old root mismatch: proof yields {old_accumulator.hex()}, expected {root1.hex()}"
-        )
-    if new_accumulator != root2:
-        raise ConsistencyProofError(
-            f"new root mismatch: proof yields {new_accumulator.hex()}, expected {root2.hex()}"
-        )
+    return old_accumulator, new_accumulator
 
 
 def root_of_leaves(leaves: Sequence[bytes]) -> bytes:

@@ -33,9 +33,7 @@ def initialise_registry(settings: LedgerSettings) -> Registry:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     key_path = settings.resolved_log_key_file()
     key = (
-        load_ed25519_key_file(key_path)
-        if key_path.exists()
-        else create_ed25519_key_file(key_path)
+        load_ed25519_key_file(key_path) if key_path.exists() else create_ed25519_key_file(key_path)
     )
     database = Database(settings.resolved_database_url())
     upgrade(database)
@@ -46,10 +44,13 @@ def initialise_registry(settings: LedgerSettings) -> Registry:
         public = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
         )
-        origin = settings.log_origin or DEFAULT_ORIGIN_PREFIX + hashlib.sha256(public).hexdigest()[:16]
+        origin = (
+            settings.log_origin or DEFAULT_ORIGIN_PREFIX + hashlib.sha256(public).hexdigest()[:16]
+        )
     if settings.log_origin and settings.log_origin != origin:
         raise LogNotInitialisedError(
-            f"CARBONLEDGER_LOG_ORIGIN is {settings.log_origin!r} but the log was created as {origin!r}"
+            f"CARBONLEDGER_LOG_ORIGIN is {settings.log_origin!r}, "
+            f"but the log was created as {origin!r}"
         )
     log.initialise(origin)
     return Registry(settings, database, log, NoteSigner(origin, key))

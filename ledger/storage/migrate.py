@@ -23,9 +23,8 @@ def alembic_config() -> Config:
 
 def upgrade(database: Database) -> None:
     config = alembic_config()
-    with database.write_connection() as connection:
-        with connection.begin():
-            if database.dialect == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+    with database.write_connection() as connection, connection.begin():
+        if database.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
