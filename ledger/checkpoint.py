@@ -60,7 +60,9 @@ class Checkpoint:
         if len(lines) < 3:
             raise CheckpointError("checkpoint body needs origin, size and root hash lines")
         origin, size_text, root_text, *extensions = lines
-        if not size_text.isdigit() or (size_text != "0" and size_text.startswith("0")):
+        if not (size_text.isascii() and size_text.isdigit()) or (
+            size_text != "0" and size_text.startswith("0")
+        ):
             raise CheckpointError(f"tree size line {size_text!r} is not a decimal number")
         try:
             root = base64.b64decode(root_text, validate=True)
@@ -106,7 +108,7 @@ class NoteVerifier:
 
     @classmethod
     def parse(cls, text: str) -> NoteVerifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may itself contain "+"
         if len(parts) != 3:
             raise CheckpointError("verifier key must look like <name>+<hex key id>+<base64 key>")
         name, key_id_hex, key_b64 = parts
@@ -163,13 +165,17 @@ def open_checkpoint(note: str, verifier: NoteVerifier) -> Checkpoint:
     Signatures by unknown keys are ignored; a signature by the trusted key that fails
     rejects the note; at least one must verify.
     """
-    if len(note.encode()) > MAX_NOTE_BYTES:
+    try:
+        encoded = note.encode()
+    except UnicodeEncodeError as exc:  # e.g. a lone surrogate from JSON "\ud800"
+        raise CheckpointError("signed note is not valid UTF-8") from exc
+    if len(encoded) > MAX_NOTE_BYTES:
         raise CheckpointError("signed note is too large")
     separator = note.rfind("\n\n")
     if separator < 0:
         raise CheckpointError("signed note has no blank line before its signatures")
     text, signature_block = note[: separator + 1], note[separator + 2 :]
-    _check_note_text(text)
+    _check_note_text(note)  # signed-note: no control characters but newline, anywhere
     if not signature_block.endswith("\n"):
         raise CheckpointError("signature block must end with a newline")
     lines = signature_block[:-1].split("\n")
