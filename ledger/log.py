@@ -19,13 +19,12 @@ head row. Readers never wait for them.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CursorResult, select, text, update
+from sqlalchemy import BigInteger, CursorResult, literal, null, select, text, union_all, update
 from sqlalchemy.orm import Session
 
 from ledger.canonical import canonical_entry
@@ -49,6 +48,9 @@ TILE_WIDTH = 256
 TILE_BYTES = TILE_WIDTH * HASH_SIZE
 TILE_LEVEL_SHIFT = 56
 """Tile keys are `level << 56 | tile index`: levels < 63 and indices < 2^54 fit an int64."""
+_TILE_INDEX_MASK = (1 << TILE_LEVEL_SHIFT) - 1
+_HEAD_MARKER = -1
+"""Key of the head row in the combined head-and-tiles read; tile keys are never negative."""
 MAX_LEAVES_PER_TRANSACTION = 100_000
 """Bounds the memory of one commit (leaves + new nodes are held until the flush)."""
 MAX_ENTRIES_PER_READ = 1_000
@@ -186,33 +188,19 @@ class Log:
         tiles = _load_tiles(
             session, {(level, index // TILE_WIDTH) for level, index in frontier_ids} | partial_tiles
         )
-        # The right edge of the tree: perfect subtrees, largest first.
-        stack = [_node_from_tiles(tiles, node) for node in frontier_ids]
-        new_nodes: defaultdict[int, bytearray] = defaultdict(bytearray)
-
-        sha256 = hashlib.sha256
-        level0 = new_nodes[0]
-        for index, leaf in enumerate(leaves, start=old_size):
-            node = sha256(b"\x00" + leaf).digest()
-            level0 += node
-            level, position = 0, index
-            # Each trailing 1 bit of the index completes one more parent.
-            while position & 1:
-                node = sha256(b"\x01" + stack.pop() + node).digest()
-                level += 1
-                position >>= 1
-                new_nodes[level] += node
-            stack.append(node)
-        new_root = fold_range(stack)
+        # The right edge of the tree: one perfect subtree per set bit of old_size.
+        edge = {level: _node_from_tiles(tiles, (level, index)) for level, index in frontier_ids}
+        new_nodes, edge = _hash_new_nodes(leaves, edge)
+        new_root = fold_range([edge[level] for level in sorted(edge, reverse=True)])
 
         tile_rows: list[dict[str, Any]] = []
         for level, hashes in new_nodes.items():
             first = old_size >> level
-            assert len(hashes) == ((new_size >> level) - first) * HASH_SIZE
+            assert len(hashes) == (new_size >> level) - first
             tile_index, offset = divmod(first, TILE_WIDTH)
             existing = tiles.get((level, tile_index), b"") if offset else b""
             assert len(existing) == offset * HASH_SIZE, "a partial tile must end at the log's edge"
-            data = existing + bytes(hashes)
+            data = existing + b"".join(hashes)
             for start in range(0, len(data), TILE_BYTES):
                 tile_rows.append(
                     {"id": tile_key(level, tile_index), "hashes": data[start : start + TILE_BYTES]}
@@ -244,9 +232,9 @@ class Log:
             return _read_head(session)
 
     def root_at(self, size: int) -> bytes:
-        with self.database.read() as session:
-            _require_size(_read_head(session), size)
-            return _root_at(session, size)
+        ids = root_plan(size)
+        nodes = self._nodes_at(size, set(ids))
+        return fold_range([nodes[node] for node in ids])
 
     def entry(self, index: int) -> bytes:
         with self.database.read() as session:
@@ -269,45 +257,86 @@ class Log:
             return list(rows)
 
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
-        with self.database.read() as session:
-            head = _read_head(session)
-            size = head.size if size is None else size
-            _require_size(head, size)
-            plan = inclusion_plan(index, size)
-            ids = plan.node_ids() | {(0, index)} | set(root_plan(size))
-            nodes = _fetch_nodes(session, ids)
-            return InclusionProof(
-                index=index,
-                size=size,
-                leaf_hash=nodes[(0, index)],
-                root=fold_range([nodes[node] for node in root_plan(size)]),
-                hashes=tuple(plan.assemble(nodes)),
-            )
+        size = self.head().size if size is None else size
+        plan = inclusion_plan(index, size)
+        root_ids = root_plan(size)
+        nodes = self._nodes_at(size, plan.node_ids() | {(0, index)} | set(root_ids))
+        return InclusionProof(
+            index=index,
+            size=size,
+            leaf_hash=nodes[(0, index)],
+            root=fold_range([nodes[node] for node in root_ids]),
+            hashes=tuple(plan.assemble(nodes)),
+        )
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
-        with self.database.read() as session:
-            head = _read_head(session)
-            size2 = head.size if size2 is None else size2
-            _require_size(head, size2)
-            plan = consistency_plan(size1, size2)
-            old_root_ids, new_root_ids = root_plan(size1), root_plan(size2)
-            nodes = _fetch_nodes(session, plan.node_ids() | set(old_root_ids) | set(new_root_ids))
-            return ConsistencyProof(
-                size1=size1,
-                size2=size2,
-                root1=fold_range([nodes[node] for node in old_root_ids]),
-                root2=fold_range([nodes[node] for node in new_root_ids]),
-                hashes=tuple(plan.assemble(nodes)),
-            )
+        size2 = self.head().size if size2 is None else size2
+        plan = consistency_plan(size1, size2)
+        old_root_ids, new_root_ids = root_plan(size1), root_plan(size2)
+        nodes = self._nodes_at(size2, plan.node_ids() | set(old_root_ids) | set(new_root_ids))
+        return ConsistencyProof(
+            size1=size1,
+            size2=size2,
+            root1=fold_range([nodes[node] for node in old_root_ids]),
+            root2=fold_range([nodes[node] for node in new_root_ids]),
+            hashes=tuple(plan.assemble(nodes)),
+        )
+
+    def _nodes_at(self, size: int, node_ids: set[NodeId]) -> dict[NodeId, bytes]:
+        """Nodes of the tree of `size` leaves, and the check that the log has reached that
+        size, in a single statement: one round trip and one snapshot."""
+        tile_keys = sorted({tile_key(level, index // TILE_WIDTH) for level, index in node_ids})
+        head_row = select(literal(_HEAD_MARKER, BigInteger), LogHead.root, LogHead.size).where(
+            LogHead.id == HEAD_ROW_ID
+        )
+        tile_rows = select(LogTile.id, LogTile.hashes, null()).where(LogTile.id.in_(tile_keys))
+        with self.database.snapshot() as connection:
+            rows: list[Any] = list(connection.execute(union_all(head_row, tile_rows)))
+        tiles: dict[tuple[int, int], bytes] = {}
+        head_size: int | None = None
+        for key, data, head_size_column in rows:
+            if key == _HEAD_MARKER:
+                head_size = head_size_column
+            else:
+                tiles[key >> TILE_LEVEL_SHIFT, key & _TILE_INDEX_MASK] = data
+        if head_size is None:
+            raise LogNotInitialisedError("the log is not initialised; run `carbonledger init`")
+        _require_size(head_size, size)
+        return {node: _node_from_tiles(tiles, node) for node in node_ids}
 
     def checkpoint(self, signer: NoteSigner, size: int | None = None) -> str:
         """The signed checkpoint note for the current head (or an earlier size)."""
-        with self.database.read() as session:
-            head = _read_head(session)
-            size = head.size if size is None else size
-            _require_size(head, size)
-            root = head.root if size == head.size else _root_at(session, size)
-        return sign_checkpoint(Checkpoint(head.origin, size, root), signer)
+        head = self.head()
+        if size is None or size == head.size:
+            return sign_checkpoint(Checkpoint(head.origin, head.size, head.root), signer)
+        return sign_checkpoint(Checkpoint(head.origin, size, self.root_at(size)), signer)
+
+
+def _hash_new_nodes(
+    leaves: Sequence[bytes], edge: Mapping[int, bytes]
+) -> tuple[dict[int, list[bytes]], dict[int, bytes]]:
+    """Hash a batch level by level.
+
+    `edge` maps level → the perfect subtree on the tree's right edge at that level (one per
+    set bit of the old size). Returns the new complete nodes per level (in index order) and
+    the new right edge. At each level the edge node, if any, is the left partner of the first
+    new node; an unpaired last node becomes the new edge node of that level.
+    """
+    sha256 = hashlib.sha256
+    new_nodes: dict[int, list[bytes]] = {}
+    new_edge = dict(edge)
+    current = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+    level = 0
+    while current:
+        new_nodes[level] = current
+        row = [new_edge.pop(level), *current] if level in new_edge else current
+        if len(row) % 2:
+            new_edge[level] = row[-1]
+        current = [
+            sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(0, len(row) - 1, 2)
+        ]
+        level += 1
+    return new_nodes, new_edge
 
 
 def _read_head(session: Session) -> TreeHead:
@@ -319,15 +348,9 @@ def _read_head(session: Session) -> TreeHead:
     return TreeHead(row.origin, row.size, row.root)
 
 
-def _require_size(head: TreeHead, size: int) -> None:
-    if not 0 <= size <= head.size:
-        raise ProofRequestError(f"tree size {size} is outside 0..{head.size} (the current size)")
-
-
-def _root_at(session: Session, size: int) -> bytes:
-    ids = root_plan(size)
-    nodes = _fetch_nodes(session, set(ids))
-    return fold_range([nodes[node] for node in ids])
+def _require_size(head_size: int, size: int) -> None:
+    if not 0 <= size <= head_size:
+        raise ProofRequestError(f"tree size {size} is outside 0..{head_size} (the current size)")
 
 
 def tile_key(level: int, tile_index: int) -> int:
@@ -340,8 +363,7 @@ def _load_tiles(session: Session, tile_ids: set[tuple[int, int]]) -> dict[tuple[
         return {}
     keys = [tile_key(level, index) for level, index in tile_ids]
     rows = session.execute(select(LogTile.id, LogTile.hashes).where(LogTile.id.in_(keys)))
-    mask = (1 << TILE_LEVEL_SHIFT) - 1
-    return {(key >> TILE_LEVEL_SHIFT, key & mask): hashes for key, hashes in rows}
+    return {(key >> TILE_LEVEL_SHIFT, key & _TILE_INDEX_MASK): hashes for key, hashes in rows}
 
 
 def _node_from_tiles(tiles: Mapping[tuple[int, int], bytes], node: NodeId) -> bytes:
@@ -352,13 +374,6 @@ def _node_from_tiles(tiles: Mapping[tuple[int, int], bytes], node: NodeId) -> by
     if len(value) != HASH_SIZE:
         raise LogError(f"stored node {node} is missing: the log's node tiles are damaged")
     return value
-
-
-def _fetch_nodes(session: Session, node_ids: set[NodeId]) -> dict[NodeId, bytes]:
-    """Read nodes from their tiles. Tiles only grow, so reading a tile committed after
-    the head was read still returns the same bytes for every node below that head."""
-    tiles = _load_tiles(session, {(level, index // TILE_WIDTH) for level, index in node_ids})
-    return {node: _node_from_tiles(tiles, node) for node in node_ids}
 
 
 def _insert_entries(session: Session, first_index: int, leaves: Sequence[bytes]) -> None:
@@ -376,7 +391,7 @@ def _insert_entries(session: Session, first_index: int, leaves: Sequence[bytes])
     else:
         connection.exec_driver_sql(
             "INSERT INTO log_entry (idx, data) VALUES (?, ?)",
-            list(enumerate(leaves, start=first_index)),
+            list(zip(range(first_index, first_index + len(leaves)), leaves, strict=True)),
         )
 
 

@@ -59,9 +59,13 @@ def initialise_registry(settings: LedgerSettings) -> Registry:
 def open_registry(settings: LedgerSettings, *, migrate: bool = True) -> Registry:
     """Open an initialised registry (migrating the schema forward unless told not to)."""
     database = Database(settings.resolved_database_url())
-    if migrate:
-        upgrade(database)
-    log = Log(database)
-    origin = log.head().origin
-    key = load_ed25519_key_file(settings.resolved_log_key_file())
+    try:
+        if migrate:
+            upgrade(database)
+        log = Log(database)
+        origin = log.head().origin
+        key = load_ed25519_key_file(settings.resolved_log_key_file())
+    except BaseException:
+        database.dispose()
+        raise
     return Registry(settings, database, log, NoteSigner(origin, key))

@@ -1,1 +1,4 @@
-"""Device side: meter keys, reading signing, Modbus polling, OCMF (see issue "Signed meter readings")."""
+"""Device side: meter keys, reading signing, Modbus polling, OCMF.
+
+Filled in by the issue "Signed meter readings".
+"""
