@@ -1,0 +1,315 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Every error response is `application/problem+json` with the members `type`, `title`,
+`status`, `detail` and `instance` (the request path). `type` is one of the stable URIs
+below, `urn:carbonledger:problem:<slug>`; clients branch on it, never on `detail`.
+A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
+
+| slug                   | status | when                                                 |
+| ---------------------- | ------ | ---------------------------------------------------- |
+| not-found              | 404    | no route matches, or the addressed resource is absent |
+| method-not-allowed     | 405    | the route exists, not for this method (see `Allow`)  |
+| validation-error       | 422    | query, path or body breaks its schema; `errors` lists |
+|                        |        | each failing field as {location, field, message}     |
+| payload-too-large      | 413    | the body exceeds CARBONLEDGER_MAX_REQUEST_BYTES      |
+| proof-request-invalid  | 400    | well-formed proof parameters the log cannot satisfy: |
+|                        |        | index or size beyond the current tree, from > to     |
+| unauthorized           | 401    | bearer token missing, malformed, badly signed, from  |
+|                        |        | another issuer or expired (`error`: invalid_token,   |
+|                        |        | absent when no token was sent)                       |
+| forbidden              | 403    | the token lacks a scope the route needs              |
+|                        |        | (`error`: insufficient_scope)                        |
+| invalid-client         | 401    | token endpoint: no HTTP Basic, unknown client or     |
+|                        |        | wrong secret                                         |
+| invalid-request        | 400    | token endpoint: a parameter is missing or repeated   |
+| unsupported-grant-type | 400    | token endpoint: grant_type is not client_credentials |
+| invalid-scope          | 400    | token endpoint: a requested scope is not the client's |
+| not-ready              | 503    | the log is not initialised or the database is down   |
+| internal-error         | 500    | an unexpected failure; logged, never described       |
+
+Token-endpoint and bearer-token problems also carry `error`, the OAuth 2.0 error code
+(RFC 6749 §5.2, RFC 6750 §3.1), so OAuth client libraries understand them.
+"""
+
+from __future__ import annotations
+
+import http
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from api.schemas.problem import OAuthProblem, Problem, ValidationProblem
+from ledger.log import EntryNotFoundError, LogNotInitialisedError
+from ledger.merkle import ProofRequestError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:carbonledger:problem:"
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    slug: str
+    status: int
+    title: str
+    schema: type[Problem] = Problem
+    """The body model, for the OpenAPI document."""
+
+    @property
+    def uri(self) -> str:
+        return PROBLEM_TYPE_PREFIX + self.slug
+
+
+NOT_FOUND = ProblemType("not-found", 404, "Not found")
+METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", 405, "Method not allowed")
+VALIDATION_ERROR = ProblemType(
+    "validation-error", 422, "Request validation failed", ValidationProblem
+)
+PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Request body too large")
+PROOF_REQUEST_INVALID = ProblemType("proof-request-invalid", 400, "Proof request invalid")
+UNAUTHORIZED = ProblemType("unauthorized", 401, "Authentication required", OAuthProblem)
+FORBIDDEN = ProblemType("forbidden", 403, "Insufficient scope", OAuthProblem)
+INVALID_CLIENT = ProblemType("invalid-client", 401, "Client authentication failed", OAuthProblem)
+INVALID_REQUEST = ProblemType("invalid-request", 400, "Invalid token request", OAuthProblem)
+UNSUPPORTED_GRANT_TYPE = ProblemType(
+    "unsupported-grant-type", 400, "Unsupported grant type", OAuthProblem
+)
+INVALID_SCOPE = ProblemType("invalid-scope", 400, "Invalid scope", OAuthProblem)
+NOT_READY = ProblemType("not-ready", 503, "Service not ready")
+INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
+
+PROBLEM_TYPES: tuple[ProblemType, ...] = (
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    VALIDATION_ERROR,
+    PAYLOAD_TOO_LARGE,
+    PROOF_REQUEST_INVALID,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    INVALID_CLIENT,
+    INVALID_REQUEST,
+    UNSUPPORTED_GRANT_TYPE,
+    INVALID_SCOPE,
+    NOT_READY,
+    INTERNAL_ERROR,
+)
+
+# Framework errors carry only a status code; these are the types they map to.
+_TYPE_BY_STATUS = {
+    kind.status: kind
+    for kind in (NOT_FOUND, METHOD_NOT_ALLOWED, PAYLOAD_TOO_LARGE, NOT_READY, INTERNAL_ERROR)
+}
+_INTERNAL_ERROR_DETAIL = "the server failed to handle this request; the error has been logged"
+
+
+class ProblemError(HTTPException):
+    """Raise to answer with a problem of a known type.
+
+    It is an `HTTPException` so that FastAPI passes it through untouched wherever it
+    re-raises those (body parsing, security dependencies).
+    """
+
+    def __init__(
+        self,
+        kind: ProblemType,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(kind.status, detail, dict(headers) if headers else None)
+        self.kind = kind
+        self.problem_detail = detail
+        self.extensions: dict[str, Any] = dict(extensions or {})
+
+
+class PayloadTooLargeError(ProblemError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            PAYLOAD_TOO_LARGE,
+            f"the request body exceeds the limit of {limit} bytes",
+            # The rest of the body is never read, so the connection cannot be reused.
+            headers={"Connection": "close"},
+        )
+
+
+def problem_body(
+    kind: ProblemType,
+    detail: str | None,
+    instance: str | None,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": kind.uri, "title": kind.title, "status": kind.status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    for name, value in (extensions or {}).items():
+        # Extensions must not shadow the standard members.
+        assert name not in body, f"problem extension {name!r} clashes with a standard member"
+        body[name] = value
+    return body
+
+
+def problem_response(
+    kind: ProblemType,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(kind, detail, instance, extensions),
+        status_code=kind.status,
+        headers=dict(headers) if headers else None,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def _generic_problem(status: int, detail: str | None, instance: str) -> dict[str, Any]:
+    """`about:blank` problem: the title is the status phrase (RFC 9457 §4.2.1)."""
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": phrase, "status": status}
+    if detail and detail != phrase:
+        body["detail"] = detail
+    body["instance"] = instance
+    return body
+
+
+# ------------------------------------------------------------------------- handlers
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    instance = request.url.path
+    headers = dict(exc.headers) if exc.headers else None
+    if isinstance(exc, ProblemError):
+        return problem_response(
+            exc.kind,
+            exc.problem_detail,
+            instance=instance,
+            headers=headers,
+            extensions=exc.extensions,
+        )
+    if exc.status_code < 400:
+        # Not an error (a redirect or 304 raised as an exception): nothing to describe.
+        return Response(status_code=exc.status_code, headers=headers)
+    # Only text details are shown; FastAPI allows any JSON there, which is not ours to echo.
+    detail: str | None = exc.detail if isinstance(exc.detail, str) else None
+    kind = _TYPE_BY_STATUS.get(exc.status_code)
+    if kind is None:
+        return JSONResponse(
+            _generic_problem(exc.status_code, detail, instance),
+            status_code=exc.status_code,
+            headers=headers,
+            media_type=PROBLEM_MEDIA_TYPE,
+        )
+    if detail == http.HTTPStatus(exc.status_code).phrase:
+        detail = None  # Starlette's default: say something more useful below
+    if kind is NOT_FOUND and detail is None:
+        detail = f"there is no resource at {instance}"
+    elif kind is METHOD_NOT_ALLOWED and detail is None:
+        allowed = (headers or {}).get("Allow")
+        detail = f"{request.method} is not allowed here"
+        if allowed:
+            detail += f"; allowed: {allowed}"
+    elif kind is INTERNAL_ERROR:
+        detail = _INTERNAL_ERROR_DETAIL
+    return problem_response(kind, detail, instance=instance, headers=headers)
+
+
+def _field_path(parts: Sequence[Any]) -> str:
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # The offending input is not echoed back: it may be large or hold a secret.
+    errors = [
+        {
+            "location": str(error["loc"][0]) if error.get("loc") else "",
+            "field": _field_path(error.get("loc", ())[1:]),
+            "message": str(error.get("msg", "invalid")),
+        }
+        for error in exc.errors()
+    ]
+    count = len(errors)
+    detail = f"{count} field{'s' if count != 1 else ''} failed validation"
+    return problem_response(
+        VALIDATION_ERROR, detail, instance=request.url.path, extensions={"errors": errors}
+    )
+
+
+async def _proof_request_error(request: Request, exc: Exception) -> Response:
+    return problem_response(PROOF_REQUEST_INVALID, str(exc), instance=request.url.path)
+
+
+async def _entry_not_found(request: Request, exc: Exception) -> Response:
+    return problem_response(NOT_FOUND, str(exc), instance=request.url.path)
+
+
+async def _log_not_initialised(request: Request, exc: Exception) -> Response:
+    return problem_response(NOT_READY, str(exc), instance=request.url.path)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Starlette's ServerErrorMiddleware re-raises after this response, so the server
+    # logs the traceback; the client learns nothing about the internals.
+    return problem_response(INTERNAL_ERROR, _INTERNAL_ERROR_DETAIL, instance=request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ProofRequestError, _proof_request_error)
+    app.add_exception_handler(EntryNotFoundError, _entry_not_found)
+    app.add_exception_handler(LogNotInitialisedError, _log_not_initialised)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+# -------------------------------------------------------------------------- OpenAPI
+
+
+def problem_responses(*kinds: ProblemType) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` entry documenting which problems a route may answer with."""
+    by_status: defaultdict[int, list[ProblemType]] = defaultdict(list)
+    for kind in kinds:
+        by_status[kind.status].append(kind)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
+        schemas = {kind.schema.__name__ for kind in group}
+        # One status may have several types with different bodies (401: token or client).
+        schema_name = group[0].schema.__name__ if len(schemas) == 1 else Problem.__name__
+        responses[status] = {
+            "description": "; ".join(f"`{kind.uri}`: {kind.title}" for kind in group),
+            "content": {
+                PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+            },
+        }
+    return responses
+
+
+def problem_component_schemas() -> dict[str, Any]:
+    """JSON schemas of the problem bodies, for `components.schemas` of the OpenAPI document."""
+    schemas: dict[str, Any] = {}
+    for model in (Problem, ValidationProblem, OAuthProblem):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas
