@@ -53,7 +53,7 @@ def canonical_entry(entry: Mapping[str, Any]) -> bytes:
     if not isinstance(kind, str) or "/" not in kind:
         raise CanonicalizationError('a log entry needs "kind" of the form "<name>/<version>"')
     name, _, version = kind.rpartition("/")
-    if not name or not version.isdigit():
+    if not name or not (version.isascii() and version.isdigit()):
         raise CanonicalizationError(f'entry kind {kind!r} is not of the form "<name>/<version>"')
     _reject_floats(entry, "entry")
     encoded = canonical_json(dict(entry))
