@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -218,20 +216,6 @@ def flip_bit(data: bytes, bit: int) -> bytes:
 
 
 # ------------------------------------------------------------------------ databases
-
-
-@contextmanager
-def fresh_postgres_database(admin_url: str) -> Iterator[str]:
-    """A new empty PostgreSQL database (URL) for longer-lived fixtures; dropped after."""
-    name = "carbonledger_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def sqlite_url(data_dir: Path) -> str:

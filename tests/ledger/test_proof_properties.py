@@ -26,7 +26,6 @@ from ledger_support import (
     BruteTree,
     consistency_shape,
     flip_bit,
-    fresh_postgres_database,
     inclusion_shape,
     load_testdata,
     missing_testdata,
@@ -35,6 +34,7 @@ from ledger_support import (
     read_all_entries,
     sqlite_url,
 )
+from pg_support import fresh_postgres_database
 from pymerkle import InmemoryTree
 
 from ledger.canonical import canonical_entry
