@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,8 +33,12 @@ from ledger.canonical import canonical_json
 Algorithm = Literal["Ed25519", "ES256"]
 ALGORITHMS: frozenset[str] = frozenset({"Ed25519", "ES256"})
 MAX_METER_ID_LENGTH = 128
-MAX_REGISTER_WH = (1 << 63) - 1
+# JCS (RFC 8785) serialises numbers as IEEE doubles: integers above 2**53 - 1 cannot be
+# canonicalised, so a larger seq or register would pass parsing and then fail in
+# canonical_bytes(). 2**53 - 1 Wh is 9 PWh, far beyond any meter register.
+MAX_REGISTER_WH = (1 << 53) - 1
 METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+BASE64URL_PATTERN = re.compile(r"^[A-Za-z0-9_-]*$")
 RFC3339_UTC_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 PAYLOAD_FIELDS = frozenset({"meter", "seq", "time", "importWh", "exportWh"})
 ENVELOPE_FIELDS = frozenset({"payload", "alg", "sig"})
@@ -131,12 +135,23 @@ def b64url(data: bytes) -> str:
 
 
 def b64url_decode(text: str) -> bytes:
+    """Strict base64url: only the URL-safe alphabet, no padding, no stray bits.
+
+    Python's decoder alone would also take "+" and "/", skip unknown characters and ignore
+    non-zero trailing bits, so one signature could travel as several strings; a re-encoded
+    envelope would then look like a different reading for the same seq (equivocation).
+    """
     if not isinstance(text, str) or "=" in text:
         raise ReadingFormatError("sig must be base64url without padding")
+    if not BASE64URL_PATTERN.fullmatch(text):
+        raise ReadingFormatError("sig is not valid base64url (A-Z a-z 0-9 - _ only)")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError) as exc:
         raise ReadingFormatError("sig is not valid base64url") from exc
+    if b64url(decoded) != text:
+        raise ReadingFormatError("sig is not canonical base64url (non-zero trailing bits)")
+    return decoded
 
 
 def parse_envelope(value: Any) -> SignedReading:
@@ -147,12 +162,14 @@ def parse_envelope(value: Any) -> SignedReading:
         missing, extra = sorted(ENVELOPE_FIELDS - keys), sorted(keys - ENVELOPE_FIELDS)
         raise ReadingFormatError(f"envelope fields: missing {missing}, unexpected {extra}")
     alg = value["alg"]
-    if alg not in ALGORITHMS:
+    # isinstance first: a JSON array or object is unhashable and `in` would raise TypeError.
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise ReadingFormatError(f"alg must be one of {sorted(ALGORITHMS)}")
     signature = b64url_decode(value["sig"])
     if len(signature) != 64:
         raise ReadingFormatError(f"{alg} signatures are 64 bytes; got {len(signature)}")
-    return SignedReading(parse_payload(value["payload"]), alg, signature)
+    # cast: membership in ALGORITHMS was checked above; mypy cannot narrow str to the Literal.
+    return SignedReading(parse_payload(value["payload"]), cast(Algorithm, alg), signature)
 
 
 # --------------------------------------------------------------------------- keys
@@ -187,9 +204,17 @@ def key_id(spki_der: bytes) -> str:
 def verify_signed_reading(reading: SignedReading, spki_der: bytes) -> None:
     """Raise ReadingSignatureError unless the meter key `spki_der` signed this reading."""
     alg, key = load_meter_public_key(spki_der)
+    verify_with_public_key(reading, alg, key, reading.payload.canonical_bytes())
+
+
+def verify_with_public_key(
+    reading: SignedReading, alg: Algorithm, key: MeterPublicKey, message: bytes
+) -> None:
+    """As `verify_signed_reading`, for callers that hold the parsed key and JCS(payload)
+    already (ingestion verifies thousands of readings per key; parsing the key each time
+    would cost as much as the verification)."""
     if alg != reading.alg:
         raise ReadingSignatureError(f"the key is an {alg} key but the envelope says {reading.alg}")
-    message = reading.payload.canonical_bytes()
     try:
         if isinstance(key, Ed25519PublicKey):
             key.verify(reading.signature, message)
