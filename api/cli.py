@@ -201,8 +201,10 @@ log_app = typer.Typer(
     no_args_is_help=True,
 )
 admin_app = typer.Typer(help="Administration: API clients.", no_args_is_help=True)
+meter_app = typer.Typer(help="Meters (device side): signing keys.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 app.add_typer(admin_app, name="admin")
+app.add_typer(meter_app, name="meter")
 
 
 @dataclass(frozen=True)
@@ -529,6 +531,52 @@ def create_client_command(
             style="bold yellow",
         )
     )
+
+
+# --------------------------------------------------------------------------- meter
+
+
+@meter_app.command("keygen")
+def meter_keygen_command(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Where to write the PKCS#8 PEM private key (mode 0600, never overwritten).",
+            show_default=False,
+            dir_okay=False,
+        ),
+    ],
+    alg: Annotated[
+        str, typer.Option("--alg", metavar="ALG", help="Ed25519 or ES256 (ECDSA P-256).")
+    ] = "Ed25519",
+    json_output: JsonOption = False,
+) -> None:
+    """Create a meter signing key; print its public key (SPKI, base64) and key id.
+
+    The private key stays on the device; register the public key with the registry
+    (`POST /v1/meters/{id}/keys`).
+    """
+    # Deferred: only this command needs the device-side package.
+    from meter_signing.keys import create_meter_key_file  # noqa: PLC0415
+
+    if alg not in {"Ed25519", "ES256"}:
+        raise CliError(f"unknown --alg {alg!r}; use Ed25519 or ES256", EXIT_USAGE)
+    try:
+        key = create_meter_key_file(out, "ES256" if alg == "ES256" else "Ed25519")
+    except KeyFileError as error:
+        raise CliError(str(error), EXIT_USAGE) from error
+    if json_output:
+        _write_machine(
+            json.dumps({"alg": key.alg, "keyId": key.key_id, "publicKey": key.public_spki_b64})
+        )
+        return
+    console = _stdout()
+    console.print(Text(f"Meter key written to {out} (mode 0600).", style="bold green"))
+    _field(console, "algorithm", key.alg)
+    _field(console, "key id", key.key_id)
+    _field(console, "public key", key.public_spki_b64)
 
 
 # ----------------------------------------------------------- log: reading the log
