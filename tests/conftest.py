@@ -13,28 +13,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from pg_support import fresh_postgres_database
+from testdata_support import running_in_ci
 
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 PG_ADMIN_URL = os.environ.get(
     "CARBONLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def require_testdata(*parts: str) -> Path:
-    path = TESTDATA.joinpath(*parts)
-    if not path.exists():
-        message = f"shared test data missing at {path}"
-        if running_in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="session")

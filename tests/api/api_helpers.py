@@ -11,6 +11,9 @@ from httpx import Response
 from api.problems import PROBLEM_MEDIA_TYPE, ProblemType
 from ledger.clients import IssuedClient
 
+MAX_REQUEST_BYTES = 4096
+"""The body limit the API test app runs with (small, so 413 tests stay cheap)."""
+
 
 def request_token(client: TestClient, issued: IssuedClient, **form: str) -> Response:
     data = {"grant_type": "client_credentials", **form}

@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 import pytest
+from api_helpers import MAX_REQUEST_BYTES
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -23,7 +24,6 @@ from ledger.clients import IssuedClient, create_client
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 
-MAX_REQUEST_BYTES = 4096
 """Small, so the 413 tests need only a few kilobytes."""
 
 

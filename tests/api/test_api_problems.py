@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from api_helpers import assert_problem
-from conftest import MAX_REQUEST_BYTES
+from api_helpers import MAX_REQUEST_BYTES, assert_problem
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 

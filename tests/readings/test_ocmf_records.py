@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TESTDATA, require_testdata
+from testdata_support import TESTDATA, require_testdata
 
 from ledger.ocmf import OcmfError, ocmf_readings, parse_ocmf, verify_ocmf
 
