@@ -8,7 +8,7 @@ fails with a message naming `carbonledger init` when the registry was never init
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from typing import Any
@@ -28,7 +28,7 @@ from api.problems import (
     problem_response,
     problem_responses,
 )
-from api.routers import auth, health, log
+from api.routers import auth, health, log, meters, readings
 from api.security import TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
 from ledger.keyfiles import KeyFileError
@@ -47,6 +47,11 @@ OPENAPI_TAGS = [
         "name": "log",
         "description": "The Merkle log: checkpoints and proofs (public), entries (`log:read`).",
     },
+    {
+        "name": "meters",
+        "description": "Meters of the caller's organisation, their keys, readings and energy.",
+    },
+    {"name": "readings", "description": "Batch ingestion of signed meter readings."},
 ]
 
 
@@ -98,9 +103,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        # A batch of 5,000 signed readings is about 1.5 MB; other bodies stay small.
+        path_limits={readings.READINGS_PATH: settings.max_readings_request_bytes},
+    )
     common = problem_responses(INTERNAL_ERROR)
-    for router in (health.router, auth.router, log.router):
+    for router in (health.router, auth.router, log.router, meters.router, readings.router):
         app.include_router(router, responses=common)
     return app
 
@@ -153,18 +163,22 @@ class BodySizeLimitMiddleware:
     paths; this one always answers with a problem document.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             # Rejected before the application sees the request, so nothing can change.
-            error = PayloadTooLargeError(self.max_bytes)
+            error = PayloadTooLargeError(max_bytes)
             response = problem_response(
                 error.kind,
                 error.problem_detail,
@@ -181,10 +195,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # An HTTPException: FastAPI re-raises it from body parsing and the
                     # problem handlers turn it into the 413 document.
-                    raise PayloadTooLargeError(self.max_bytes)
+                    raise PayloadTooLargeError(max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)

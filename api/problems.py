@@ -24,6 +24,15 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | invalid-request        | 400    | token endpoint: a parameter is missing or repeated   |
 | unsupported-grant-type | 400    | token endpoint: grant_type is not client_credentials |
 | invalid-scope          | 400    | token endpoint: a requested scope is not the client's |
+| not-owner              | 403    | the meter belongs to another organisation            |
+| meter-exists           | 409    | a meter with this id is already registered           |
+| key-exists             | 409    | this public key is already registered (any meter)    |
+| key-already-revoked    | 409    | the key was revoked before; revocation is final      |
+| meter-request-invalid  | 400    | a meter or key request breaks a registry rule (e.g. a |
+|                        |        | bad public key, revocation before validFrom)         |
+| batch-too-large        | 413    | more readings in one batch than the configured limit |
+| range-invalid          | 400    | `from`/`to` not ordered, not on interval boundaries, |
+|                        |        | or too many intervals                                |
 | not-ready              | 503    | the log is not initialised or the database is down   |
 | internal-error         | 500    | an unexpected failure; logged, never described       |
 
@@ -81,6 +90,13 @@ UNSUPPORTED_GRANT_TYPE = ProblemType(
     "unsupported-grant-type", 400, "Unsupported grant type", OAuthProblem
 )
 INVALID_SCOPE = ProblemType("invalid-scope", 400, "Invalid scope", OAuthProblem)
+NOT_OWNER = ProblemType("not-owner", 403, "Resource of another organisation")
+METER_EXISTS = ProblemType("meter-exists", 409, "Meter already registered")
+KEY_EXISTS = ProblemType("key-exists", 409, "Key already registered")
+KEY_ALREADY_REVOKED = ProblemType("key-already-revoked", 409, "Key already revoked")
+METER_REQUEST_INVALID = ProblemType("meter-request-invalid", 400, "Meter request invalid")
+BATCH_TOO_LARGE = ProblemType("batch-too-large", 413, "Too many readings in one batch")
+RANGE_INVALID = ProblemType("range-invalid", 400, "Range invalid")
 NOT_READY = ProblemType("not-ready", 503, "Service not ready")
 INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
 
@@ -96,6 +112,13 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     INVALID_REQUEST,
     UNSUPPORTED_GRANT_TYPE,
     INVALID_SCOPE,
+    NOT_OWNER,
+    METER_EXISTS,
+    KEY_EXISTS,
+    KEY_ALREADY_REVOKED,
+    METER_REQUEST_INVALID,
+    BATCH_TOO_LARGE,
+    RANGE_INVALID,
     NOT_READY,
     INTERNAL_ERROR,
 )

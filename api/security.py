@@ -36,11 +36,21 @@ from ledger.keyfiles import KeyFileError, read_private_key_pem, write_private_ke
 
 SCOPE_LOG_READ = "log:read"
 SCOPE_ADMIN = "admin"
+SCOPE_METERS_READ = "meters:read"
+SCOPE_METERS_WRITE = "meters:write"
+SCOPE_READINGS_READ = "readings:read"
+SCOPE_READINGS_WRITE = "readings:write"
+SCOPE_AUDIT_READ = "audit:read"
 
 KNOWN_SCOPES: Mapping[str, str] = MappingProxyType(
     {
         SCOPE_LOG_READ: "Read log entries (the leaf bytes and their parsed content).",
-        SCOPE_ADMIN: "Administer the registry (reserved; no route needs it yet).",
+        SCOPE_ADMIN: "Administer the registry; with `audit:read`, audit any organisation.",
+        SCOPE_METERS_READ: "Read the organisation's meters and their keys.",
+        SCOPE_METERS_WRITE: "Register the organisation's meters, register and revoke their keys.",
+        SCOPE_READINGS_READ: "Read the organisation's accepted readings and interval energy.",
+        SCOPE_READINGS_WRITE: "Submit signed readings for the organisation's meters.",
+        SCOPE_AUDIT_READ: "List equivocation evidence of the organisation's meters.",
     }
 )
 """Every scope a route may require, with the description shown in the OpenAPI document."""

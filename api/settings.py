@@ -28,5 +28,11 @@ class ApiSettings(LedgerSettings):
         default=1 << 20, ge=1024, description="Largest request body accepted (413 above it)."
     )
 
+    max_readings_request_bytes: int = Field(
+        default=8 << 20,
+        ge=1024,
+        description="Largest body accepted by POST /v1/readings (a batch of signed readings).",
+    )
+
     def resolved_token_secret_file(self) -> Path:
         return self.token_secret_file or self.data_dir / "token-secret"

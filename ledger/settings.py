@@ -30,6 +30,19 @@ class LedgerSettings(BaseSettings):
         description="PKCS#8 PEM Ed25519 key that signs checkpoints (default DATA_DIR/log-key.pem).",
     )
 
+    max_readings_per_batch: int = Field(
+        default=5000,
+        ge=1,
+        le=50_000,
+        description="Most signed readings accepted in one ingest batch (HTTP or import).",
+    )
+    reading_future_skew_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="How far a reading's time may lie ahead of the server clock.",
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return normalise_database_url(self.database_url)

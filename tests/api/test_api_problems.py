@@ -149,7 +149,13 @@ def test_openapi_documents_problems_tags_and_scopes(client: TestClient) -> None:
     document = response.json()
     assert document["info"]["title"] == "carbonledger"
     assert document["info"]["version"]
-    assert {tag["name"] for tag in document["tags"]} == {"health", "auth", "log"}
+    assert {tag["name"] for tag in document["tags"]} == {
+        "health",
+        "auth",
+        "log",
+        "meters",
+        "readings",
+    }
 
     schemes = document["components"]["securitySchemes"]
     flow = schemes["clientCredentials"]["flows"]["clientCredentials"]

@@ -133,7 +133,8 @@ def _client_count(cli_registry: CliRegistry) -> int:
     [
         (
             ["--scopes", "log:read logs:write"],
-            "unknown scope logs:write; known scopes: admin, log:read",
+            "unknown scope logs:write; known scopes: admin, audit:read, log:read, meters:read, "
+            "meters:write, readings:read, readings:write",
         ),
         ([], "give the client's scopes"),
         (["--scopes", " , "], "give the client's scopes"),

@@ -1,0 +1,41 @@
+"""The hand-assembled canonical bytes of ingestion equal the general JCS canonicaliser's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from meter_support import new_key, sign_payload
+
+from ledger.canonical import canonical_entry, canonical_json
+from ledger.ingest import envelope_bytes, payload_bytes, reading_leaf
+from ledger.readings import MAX_REGISTER_WH, parse_envelope
+
+KEYS = [new_key("Ed25519"), new_key("ES256")]
+
+payloads = st.fixed_dictionaries(
+    {
+        "meter": st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z"),
+        "seq": st.integers(0, MAX_REGISTER_WH),
+        "time": st.integers(0, 4 * 10**9).map(
+            lambda t: datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        "importWh": st.integers(0, MAX_REGISTER_WH),
+        "exportWh": st.integers(0, MAX_REGISTER_WH),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=payloads, key_index=st.sampled_from([0, 1]))
+def test_direct_bytes_match_jcs(body: dict[str, object], key_index: int) -> None:
+    envelope = sign_payload(KEYS[key_index], body)
+    reading = parse_envelope(envelope)
+    message = payload_bytes(reading.payload)
+    assert message == reading.payload.canonical_bytes() == canonical_json(body)
+    kid = KEYS[key_index].key_id
+    assert reading_leaf(reading, message, kid) == canonical_entry(
+        {"kind": "reading/1", "keyId": kid, **envelope}
+    )
+    assert envelope_bytes(reading, message) == canonical_json(envelope)
