@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install contracts-install contracts-check forge run test lint typecheck pytest bench clean
 
 # Re-install only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
@@ -16,13 +16,29 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The Solidity toolchain (solc-js, forge, anvil) from the npm registry, pinned by the lock file;
+# `npm ci` replaces node_modules/, so the stamp inside it goes too and is only remade on success.
+contracts/node_modules/.installed: contracts/package-lock.json contracts/package.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+contracts-install: contracts/node_modules/.installed
+
+## contracts-check: recompile with the pinned solc and fail if the committed artifact is stale.
+contracts-check: contracts-install
+	cd contracts && node build.mjs --check
+
+## forge: the Solidity tests (unit, vectors, fuzz); forge's exit code fails the build.
+forge: contracts-install
+	cd contracts && npm test
+
 ## run: install, initialise the embedded registry (SQLite under ./var) and serve the API.
 run: install
 	$(BIN)/carbonledger init
 	$(BIN)/carbonledger serve --host $(HOST) --port $(PORT)
 
-## test: install, then lint, type-check and run the whole test suite.
-test: install lint typecheck pytest
+## test: install, then lint, type-check, check the contract artifact, run forge and pytest.
+test: install contracts-install lint typecheck contracts-check forge pytest
 
 lint:
 	$(BIN)/ruff check .
