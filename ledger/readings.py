@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -184,6 +184,9 @@ def load_meter_public_key(spki_der: bytes) -> tuple[Algorithm, MeterPublicKey]:
         key = serialization.load_der_public_key(spki_der)
     except ValueError as exc:
         raise ReadingFormatError("public key is not a DER SubjectPublicKeyInfo") from exc
+    except UnsupportedAlgorithm as exc:
+        # A well-formed SPKI naming an algorithm OpenSSL does not know: the caller's error.
+        raise ReadingFormatError("meter keys are Ed25519 or ECDSA P-256") from exc
     if isinstance(key, Ed25519PublicKey):
         return "Ed25519", key
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):

@@ -14,6 +14,7 @@ from ledger.readings import (
     MAX_REGISTER_WH,
     ReadingFormatError,
     b64url,
+    load_meter_public_key,
     parse_envelope,
     parse_payload,
 )
@@ -176,3 +177,15 @@ def test_arbitrary_envelopes_raise_only_reading_format_errors(envelope: dict[str
     else:
         # Whatever parses must canonicalise: the bytes to verify always exist.
         assert reading.payload.canonical_bytes()
+
+
+def test_a_key_on_a_curve_openssl_does_not_know_is_a_format_error() -> None:
+    # A brainpoolP256r1 SPKI whose curve OID's last arc was changed: well-formed DER that
+    # cryptography answers with UnsupportedAlgorithm, which must not escape as a crash.
+    unknown_curve_spki = bytes.fromhex(
+        "305a301406072a8648ce3d020106092b2403030208010178034200040d3c75e1b27939e6554bc1f62e"
+        "d3036c06196fb254899b25828178f457dbe2258b7d9f2a886ff06cae2e3222800d3ca13f41b88eb1b9"
+        "20a0d131e864fc03d0d2"
+    )
+    with pytest.raises(ReadingFormatError, match="Ed25519 or ECDSA P-256"):
+        load_meter_public_key(unknown_curve_spki)
