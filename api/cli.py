@@ -37,6 +37,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.engine import make_url
 from typer.core import TyperGroup
 
+from api.cli_gateway import gateway_app, meter_simulate_command
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogInfo
 from api.security import KNOWN_SCOPES, TokenSecretError, ensure_token_secret, load_token_secret
 from api.settings import ApiSettings
@@ -201,10 +202,15 @@ log_app = typer.Typer(
     no_args_is_help=True,
 )
 admin_app = typer.Typer(help="Administration: API clients.", no_args_is_help=True)
-meter_app = typer.Typer(help="Meters (device side): signing keys.", no_args_is_help=True)
+meter_app = typer.Typer(
+    help="Meters (device side): signing keys and a simulated Modbus meter.", no_args_is_help=True
+)
 app.add_typer(log_app, name="log")
 app.add_typer(admin_app, name="admin")
 app.add_typer(meter_app, name="meter")
+# Commands that live in their own modules (they import api.cli lazily, not at load time).
+meter_app.command("simulate")(meter_simulate_command)
+app.add_typer(gateway_app, name="gateway")
 
 
 @dataclass(frozen=True)
