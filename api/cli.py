@@ -38,6 +38,7 @@ from sqlalchemy.engine import make_url
 from typer.core import TyperGroup
 
 from api.cli_gateway import gateway_app, meter_simulate_command
+from api.cli_readings import readings_app
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogInfo
 from api.security import KNOWN_SCOPES, TokenSecretError, ensure_token_secret, load_token_secret
 from api.settings import ApiSettings
@@ -211,6 +212,7 @@ app.add_typer(meter_app, name="meter")
 # Commands that live in their own modules (they import api.cli lazily, not at load time).
 meter_app.command("simulate")(meter_simulate_command)
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(readings_app, name="readings")
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,12 @@ def meter_readings(
     page = []
     for row in rows[:limit]:
         leaf = parse_entry(row.data)
-        envelope = {"payload": leaf["payload"], "alg": leaf["alg"], "sig": leaf["sig"]}
+        # An OCMF reading's "envelope" is its record, verbatim (decision 31).
+        envelope = (
+            {"ocmf": leaf["ocmf"]}
+            if leaf["kind"] == "reading.ocmf/1"
+            else {"payload": leaf["payload"], "alg": leaf["alg"], "sig": leaf["sig"]}
+        )
         page.append(
             StoredReading(row.seq, row.time, row.log_index, row.key_id, row.implausible, envelope)
         )

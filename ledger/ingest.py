@@ -13,8 +13,10 @@ Checks, in the order they are applied (the first failing one is the reason):
 
 | reason               | when                                                          |
 | -------------------- | ------------------------------------------------------------- |
-| unsupported-format   | the item is not a JSON object (OCMF strings come later)       |
-| malformed            | the envelope or payload breaks DESIGN §4.3                    |
+| unsupported-format   | neither a JSON object nor an `OCMF|` string; or an OCMF       |
+|                      | record signed otherwise than ECDSA-secp256r1-SHA256           |
+| malformed            | the envelope or payload breaks DESIGN §4.3; or the OCMF       |
+|                      | record cannot be parsed or mapped (see "OCMF records")        |
 | unknown-meter        | no meter with the payload's `meter` id is registered          |
 | meter-not-owned      | the meter belongs to another organisation than the caller's   |
 | no-active-key        | no key of the meter is valid (registered and not revoked) at  |
@@ -27,6 +29,14 @@ Checks, in the order they are applied (the first failing one is the reason):
 | time-not-increasing  | `time` is not after the meter's last accepted `time`          |
 | time-in-future       | `time` is more than the allowed skew ahead of the server clock |
 | register-decreased   | `importWh` or `exportWh` is below the last accepted value     |
+
+OCMF records (strings starting with `OCMF|`, decision 31) are verified with the meter's
+registered ES256 (P-256) key and mapped to the same reading model, so every rule above
+applies to them unchanged: `meter` is `MS` (else `GS`), `seq` is the `PG` pagination
+counter, `time` is the `TM` of the record's last energy reading (cut to whole seconds),
+`importWh`/`exportWh` are the last import/export register values in whole Wh (0 when the
+record has no export register). The leaf is `reading.ocmf/1` and holds the record verbatim;
+a duplicate is the same record bytes again.
 
 How a batch commits: signatures are verified first, outside the log's writer lock,
 against the keys read in a snapshot. Then ONE log transaction takes the lock, re-reads
@@ -41,6 +51,7 @@ submission sees the first one's rows: exactly one of them is accepted.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,9 +62,12 @@ from typing import Any, Literal
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from ledger.canonical import canonical_entry
 from ledger.log import Log, LogTransaction
 from ledger.meters import MeterKeyRecord, epoch_text
+from ledger.ocmf import OcmfError, OcmfRecord, ocmf_readings, parse_ocmf, verify_ocmf
 from ledger.readings import (
+    MAX_REGISTER_WH,
     MeterPublicKey,
     ReadingFormatError,
     ReadingPayload,
@@ -141,6 +155,8 @@ class _Item:
     key_id: str | None = None
     reason: Reason | None = None
     detail: str | None = None
+    ocmf: OcmfRecord | None = None
+    """Set for an OCMF item: `reading` is then its mapping and `message` the record's bytes."""
 
 
 @dataclass(slots=True)
@@ -193,8 +209,11 @@ def _resolve_key(ring: _KeyRing, item: _Item) -> None:
         if record.alg != reading.alg:
             continue
         try:
-            verify_with_public_key(reading, reading.alg, ring.public_key(record), item.message)
-        except ReadingSignatureError:
+            if item.ocmf is not None:
+                verify_ocmf(item.ocmf, record.public_key)
+            else:
+                verify_with_public_key(reading, reading.alg, ring.public_key(record), item.message)
+        except (ReadingSignatureError, OcmfError):
             continue
         item.key_id = record.key_id
         return
@@ -220,13 +239,75 @@ def payload_bytes(payload: ReadingPayload) -> bytes:
     ).encode()
 
 
+_OCMF_UNSUPPORTED = frozenset(
+    {"unsupported-algorithm", "unsupported-curve", "unsupported-encoding"}
+)
+OCMF_CURVE, OCMF_HASH = "secp256r1", "SHA256"
+"""What a registered ES256 meter key verifies; other OCMF curves need keys the registry
+cannot register yet (decision 31)."""
+
+
+def _parse_ocmf(position: int, text: str) -> _Item | ItemResult:
+    """An OCMF record → an item whose `reading` is its mapping to DESIGN §4.3 terms."""
+    meter: str | None = None
+    try:
+        record = parse_ocmf(text)
+        meter = record.meter_id
+        signature = record.signature
+        if (signature.curve, signature.hash_name) != (OCMF_CURVE, OCMF_HASH):
+            return ItemResult(
+                "rejected",
+                meter=meter,
+                reason=Reason.UNSUPPORTED_FORMAT,
+                detail=f"OCMF records are accepted for ECDSA-{OCMF_CURVE}-{OCMF_HASH} "
+                f"(ES256 meter keys) only; this one is signed with {signature.algorithm}",
+            )
+        pagination = record.pagination
+        if pagination is None:
+            raise OcmfError("malformed", "PG (the pagination counter, used as seq) is missing")
+        readings = ocmf_readings(record)
+    except OcmfError as exc:
+        reason = Reason.UNSUPPORTED_FORMAT if exc.reason in _OCMF_UNSUPPORTED else Reason.MALFORMED
+        return ItemResult("rejected", meter=meter, reason=reason, detail=f"OCMF {exc}")
+    imports = [reading for reading in readings if reading.register == "import"]
+    exports = [reading for reading in readings if reading.register == "export"]
+    seq = pagination[1]
+    problem = None
+    if not imports:
+        problem = "the record has no import energy register reading (OBIS 1-0:1.8.x in kWh/Wh)"
+    elif seq > MAX_REGISTER_WH:
+        problem = f"PG counter {seq} is out of range"
+    if problem is not None:
+        return ItemResult(
+            "rejected", meter=meter, reason=Reason.MALFORMED, detail=f"OCMF {problem}"
+        )
+    # Whole seconds, cut rather than rounded: a reading never moves later than the meter said.
+    moment = math.floor(max(imports + exports, key=lambda r: r.time).time.timestamp())
+    payload = ReadingPayload(
+        meter=record.meter_id,
+        seq=seq,
+        time=datetime.fromtimestamp(moment, UTC),
+        import_wh=imports[-1].wh,
+        export_wh=exports[-1].wh if exports else 0,
+    )
+    return _Item(
+        position=position,
+        reading=SignedReading(payload, "ES256", b""),
+        message=record.raw,
+        time=moment,
+        ocmf=record,
+    )
+
+
 def _parse(position: int, value: Any) -> _Item | ItemResult:
-    # The extension point for OCMF: a string item will be parsed by ledger.ocmf here.
+    if isinstance(value, str) and value.startswith("OCMF|"):
+        return _parse_ocmf(position, value)
     if not isinstance(value, Mapping):
         return ItemResult(
             "rejected",
             reason=Reason.UNSUPPORTED_FORMAT,
-            detail="an item must be a signed reading envelope (a JSON object)",
+            detail="an item must be a signed reading envelope (a JSON object) "
+            'or an OCMF record (a string starting with "OCMF|")',
         )
     try:
         reading = parse_envelope(value)
@@ -319,6 +400,21 @@ def reading_leaf(reading: SignedReading, message: bytes, kid: str) -> bytes:
             b64url(reading.signature).encode(),
             b'"}',
         )
+    )
+
+
+def ocmf_leaf(item: _Item, kid: str) -> bytes:
+    """`reading.ocmf/1`: the record verbatim (any OCMF tool re-verifies it) beside its
+    mapping, so readers and energy queries need no OCMF parser. Not the hot path: the
+    general canonicaliser builds it."""
+    assert item.ocmf is not None
+    return canonical_entry(
+        {
+            "kind": "reading.ocmf/1",
+            "keyId": kid,
+            "payload": item.reading.payload.to_json(),
+            "ocmf": item.ocmf.text,
+        }
     )
 
 
@@ -478,7 +574,10 @@ class _Batch:
                 {
                     "meter_id": meter_id,
                     "seq": payload.seq,
-                    "envelope": envelope_bytes(item.reading, item.message),
+                    # An OCMF record is kept as received: its bytes are what was signed.
+                    "envelope": item.message
+                    if item.ocmf is not None
+                    else envelope_bytes(item.reading, item.message),
                     "key_id": item.key_id,
                     "conflicts_with": earlier[1],
                     "received_at": self.received_at,
@@ -548,7 +647,11 @@ class _Batch:
         assert item.key_id is not None
         implausible = _implausible(state, item)
         index = self.first_index + len(self.leaves)
-        self.leaves.append(reading_leaf(item.reading, item.message, item.key_id))
+        self.leaves.append(
+            ocmf_leaf(item, item.key_id)
+            if item.ocmf is not None
+            else reading_leaf(item.reading, item.message, item.key_id)
+        )
         self.rows.append(
             {
                 "meter_id": payload.meter,

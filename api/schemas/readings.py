@@ -21,7 +21,9 @@ class ReadingBatch(_Wire):
         min_length=1,
         description=(
             "Signed reading envelopes (DESIGN §4.3): "
-            '{"payload": {...}, "alg": "Ed25519" | "ES256", "sig": "<base64url>"}.'
+            '{"payload": {...}, "alg": "Ed25519" | "ES256", "sig": "<base64url>"}, '
+            'and/or OCMF records as strings ("OCMF|{...}|{...}", ECDSA-secp256r1-SHA256, '
+            "verified with the meter's ES256 key; seq is the PG counter)."
         ),
     )
 

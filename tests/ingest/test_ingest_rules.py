@@ -115,7 +115,8 @@ def _tampered(meter: Fixture) -> dict[str, Any]:
 
 # Each case: (reason, item builder after three accepted readings, organisation override).
 CASES: dict[Reason, Callable[[Fixture], Any]] = {
-    Reason.UNSUPPORTED_FORMAT: lambda m: "OCMF|{}|{}",
+    # Neither an envelope object nor an OCMF record string (those are parsed since decision 31).
+    Reason.UNSUPPORTED_FORMAT: lambda m: ["not", "a", "reading"],
     Reason.MALFORMED: lambda m: {
         "payload": payload("pv-1", 4, T0 + 3 * 900, 400),
         "alg": "Ed25519",
