@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -28,9 +29,11 @@ from api.problems import (
     problem_response,
     problem_responses,
 )
-from api.routers import auth, health, log, meters, readings
+from api.routers import anchors, auth, health, log, meters, readings
 from api.security import TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
+from attestation.chain import ChainError
+from attestation.scheduler import AnchorService
 from ledger.keyfiles import KeyFileError
 from ledger.log import LogNotInitialisedError
 from ledger.registry import Registry, open_registry
@@ -52,6 +55,7 @@ OPENAPI_TAGS = [
         "description": "Meters of the caller's organisation, their keys, readings and energy.",
     },
     {"name": "readings", "description": "Batch ingestion of signed meter readings."},
+    {"name": "anchors", "description": "Log roots anchored on chain (public)."},
 ]
 
 
@@ -112,6 +116,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     common = problem_responses(INTERNAL_ERROR)
     for router in (health.router, auth.router, log.router, meters.router, readings.router):
         app.include_router(router, responses=common)
+    for router in (anchors.router, anchors.bundle_router):
+        app.include_router(router, responses=common)
     return app
 
 
@@ -124,8 +130,16 @@ def _lifespan(
         app.state.registry = registry
         app.state.tokens = tokens
         try:
+            # Anchoring runs on its own thread when its settings enable it (attestation.scheduler).
+            app.state.anchoring = AnchorService.start(registry.log, settings.data_dir)
+        except (ChainError, ValidationError) as exc:  # misconfiguration: say so and stop
+            registry.close()
+            raise StartupError(f"anchoring cannot start: {exc}") from exc
+        try:
             yield
         finally:
+            if app.state.anchoring is not None:
+                app.state.anchoring.close()
             registry.close()
 
     return lifespan

@@ -37,6 +37,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.engine import make_url
 from typer.core import TyperGroup
 
+from api.cli_chain import anchor_app, chain_app, verify_command
 from api.cli_gateway import gateway_app, meter_simulate_command
 from api.cli_readings import readings_app
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogInfo
@@ -213,6 +214,10 @@ app.add_typer(meter_app, name="meter")
 meter_app.command("simulate")(meter_simulate_command)
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(readings_app, name="readings")
+app.add_typer(chain_app, name="chain")
+app.add_typer(anchor_app, name="anchor")
+# `carbonledger verify BUNDLE.json`: a command, not a group.
+app.command("verify")(verify_command)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | batch-too-large        | 413    | more readings in one batch than the configured limit |
 | range-invalid          | 400    | `from`/`to` not ordered, not on interval boundaries, |
 |                        |        | or too many intervals                                |
+| bundle-request-invalid | 400    | a proof bundle was asked for with no, too many, or   |
+|                        |        | malformed entry indices                              |
+| not-anchored           | 409    | no recorded anchor covers the entries of a bundle    |
+|                        |        | yet (`anchoredSize`, `logSize`); retry after the next |
+|                        |        | anchor                                               |
 | not-ready              | 503    | the log is not initialised or the database is down   |
 | internal-error         | 500    | an unexpected failure; logged, never described       |
 
@@ -55,6 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.schemas.problem import OAuthProblem, Problem, ValidationProblem
+from attestation.bundle import BundleRequestError, NotYetAnchoredError
 from ledger.log import EntryNotFoundError, LogNotInitialisedError
 from ledger.merkle import ProofRequestError
 
@@ -97,6 +103,8 @@ KEY_ALREADY_REVOKED = ProblemType("key-already-revoked", 409, "Key already revok
 METER_REQUEST_INVALID = ProblemType("meter-request-invalid", 400, "Meter request invalid")
 BATCH_TOO_LARGE = ProblemType("batch-too-large", 413, "Too many readings in one batch")
 RANGE_INVALID = ProblemType("range-invalid", 400, "Range invalid")
+BUNDLE_REQUEST_INVALID = ProblemType("bundle-request-invalid", 400, "Bundle request invalid")
+NOT_ANCHORED = ProblemType("not-anchored", 409, "Not anchored yet")
 NOT_READY = ProblemType("not-ready", 503, "Service not ready")
 INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
 
@@ -119,6 +127,8 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     METER_REQUEST_INVALID,
     BATCH_TOO_LARGE,
     RANGE_INVALID,
+    BUNDLE_REQUEST_INVALID,
+    NOT_ANCHORED,
     NOT_READY,
     INTERNAL_ERROR,
 )
@@ -287,6 +297,20 @@ async def _entry_not_found(request: Request, exc: Exception) -> Response:
     return problem_response(NOT_FOUND, str(exc), instance=request.url.path)
 
 
+async def _bundle_request_error(request: Request, exc: Exception) -> Response:
+    return problem_response(BUNDLE_REQUEST_INVALID, str(exc), instance=request.url.path)
+
+
+async def _not_anchored(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NotYetAnchoredError)
+    return problem_response(
+        NOT_ANCHORED,
+        str(exc),
+        instance=request.url.path,
+        extensions={"anchoredSize": exc.anchored_size, "logSize": exc.log_size},
+    )
+
+
 async def _log_not_initialised(request: Request, exc: Exception) -> Response:
     return problem_response(NOT_READY, str(exc), instance=request.url.path)
 
@@ -303,6 +327,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProofRequestError, _proof_request_error)
     app.add_exception_handler(EntryNotFoundError, _entry_not_found)
     app.add_exception_handler(LogNotInitialisedError, _log_not_initialised)
+    app.add_exception_handler(BundleRequestError, _bundle_request_error)
+    app.add_exception_handler(NotYetAnchoredError, _not_anchored)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

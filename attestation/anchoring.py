@@ -87,6 +87,30 @@ def anchor_now(
     """
     if confirmations < 1:
         raise ValueError("confirmations must be at least 1")
+    plan = plan_anchor(log, contract)
+    if plan is None:
+        return None
+    receipt = contract.anchor(plan.log_id, plan.size, plan.root, plan.proof)
+    wait_for_confirmations(contract.chain, receipt, confirmations, timeout, poll_interval)
+    return record_anchor(log, contract, receipt, confirmations)
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorPlan:
+    """What the next anchor transaction sends: the log head and the proof from the chain's."""
+
+    log_id: bytes
+    size: int
+    root: bytes
+    proof: tuple[bytes, ...]
+    anchored_size: int
+
+
+def plan_anchor(log: Log, contract: CarbonAnchor) -> AnchorPlan | None:
+    """The anchor the chain would accept now; None when it already holds the head.
+
+    Raises AnchorConflictError when the anchored root is not an ancestor of the local head.
+    """
     head = log.head()
     log_id = log_id_for_origin(head.origin)
     anchored = contract.latest(log_id)
@@ -118,14 +142,19 @@ def anchor_now(
                 f"0x{anchored.root.hex()}): {exc}"
             ) from exc
         proof = consistency.hashes
-    receipt = contract.anchor(log_id, head.size, head.root, proof)
-    wait_for_confirmations(contract.chain, receipt, confirmations, timeout, poll_interval)
+    return AnchorPlan(log_id, head.size, head.root, proof, anchored.size)
+
+
+def record_anchor(
+    log: Log, contract: CarbonAnchor, receipt: AnchorReceipt, confirmations: int
+) -> AnchorRecord:
+    """Store a confirmed anchor in the log's database."""
     row = ChainAnchor(
         chain_id=contract.chain.chain_id,
         contract=contract.address,
-        log_id=log_id,
-        size=head.size,
-        root=head.root,
+        log_id=receipt.log_id,
+        size=receipt.size,
+        root=receipt.root,
         tx_hash=receipt.tx_hash,
         block=receipt.block,
         gas_used=receipt.gas_used,
@@ -181,3 +210,17 @@ def anchor_records(database: Database, *, limit: int = 100) -> list[AnchorRecord
 def latest_anchor_record(database: Database) -> AnchorRecord | None:
     records = anchor_records(database, limit=1)
     return records[0] if records else None
+
+
+def anchor_page(
+    database: Database, *, limit: int = 20, before_id: int | None = None
+) -> list[tuple[int, AnchorRecord]]:
+    """(id, record) of recorded anchors, newest recorded first, older than `before_id`.
+
+    Ids grow with every record, so they page stably while new anchors are added.
+    """
+    query = select(ChainAnchor).order_by(ChainAnchor.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(ChainAnchor.id < before_id)
+    with database.read() as session:
+        return [(row.id, _record(row)) for row in session.scalars(query).all()]

@@ -317,6 +317,28 @@ class Chain:
         with self._lock:
             self._nonces.clear()
 
+    @contextlib.contextmanager
+    def reserve_nonce(self, signer: LocalAccount | None = None) -> Iterator[int]:
+        """Hold the nonce lock and yield the signer's next nonce; it is used up when the
+        block exits normally (the transaction was accepted by the node) and re-read from
+        the node when it raises.
+
+        For callers that send without waiting for the receipt (the anchoring scheduler,
+        which replaces stuck transactions itself); `send` uses the same counter, so the
+        two never hand out one nonce twice.
+        """
+        signer = signer or self.account
+        with self._lock:
+            nonce = self._nonces.get(signer.address)
+            if nonce is None:
+                nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
+            try:
+                yield nonce
+            except BaseException:
+                self._nonces.pop(signer.address, None)
+                raise
+            self._nonces[signer.address] = nonce + 1
+
     def contracts_deployed(self) -> list[str]:
         """Addresses created by journaled transactions (embedded chain), oldest first."""
         if self._journal is None:

@@ -155,6 +155,7 @@ def test_openapi_documents_problems_tags_and_scopes(client: TestClient) -> None:
         "log",
         "meters",
         "readings",
+        "anchors",
     }
 
     schemes = document["components"]["securitySchemes"]

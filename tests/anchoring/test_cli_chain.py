@@ -1,0 +1,224 @@
+"""`carbonledger chain deploy`, `anchor now|status` and `verify`, each run as a separate
+process against a real anvil node, the way an operator and a verifier would run them.
+
+The verifier's run reads no settings: it gets the bundle file, the RPC URL, the contract
+address and the log's verifier key, and nothing else (its environment is emptied of
+CARBONLEDGER_* variables).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode, free_loopback_port
+from metered_log_support import MeteredLog, metered_log
+
+from attestation.bundle import build_bundle, bundle_bytes
+
+# Overridable to run the tests before the sub-apps are wired into api/cli.py.
+CLI = os.environ.get("CARBONLEDGER_TEST_CLI", str(Path(sys.executable).parent / "carbonledger"))
+
+
+def _run(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> Any:
+    return subprocess.run(
+        [CLI, *args], env=env, capture_output=True, input=stdin, timeout=120, check=False
+    )
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+    env["NO_COLOR"] = "1"
+    env["COLUMNS"] = "200"
+    return env
+
+
+def _operator_env(metered: MeteredLog, node: AnvilNode) -> dict[str, str]:
+    return {
+        **_clean_env(),
+        "CARBONLEDGER_DATA_DIR": str(metered.settings.data_dir),
+        "CARBONLEDGER_CHAIN_RPC": node.url,
+        "CARBONLEDGER_CHAIN_ID": str(ANVIL_CHAIN_ID),
+        "CARBONLEDGER_CHAIN_ANCHORER_KEY": ANVIL_KEYS[0],
+    }
+
+
+@dataclass(frozen=True)
+class Deployed:
+    node: AnvilNode
+    bundle: Path
+    contract: str
+    log_key: str
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    """One anvil and registry for the module (the tests only read the chain): deploy and
+    anchor through the CLI, then write a real bundle of one reading."""
+    root = tmp_path_factory.mktemp("cli-chain")
+    node = AnvilNode(root / "anvil")
+    node.start()
+    try:
+        with metered_log(root / "registry") as metered:
+            yield _deploy_and_anchor(node, metered, root)
+    finally:
+        node.stop()
+
+
+def _deploy_and_anchor(node: AnvilNode, metered: MeteredLog, root: Path) -> Deployed:
+    env = _operator_env(metered, node)
+    deployed = _run(["chain", "deploy", "--json"], env)
+    assert deployed.returncode == 0, deployed.stderr.decode()
+    contract = json.loads(deployed.stdout)["contract"]
+
+    anchored = _run(["anchor", "now", "--json"], env)
+    assert anchored.returncode == 0, anchored.stderr.decode()
+    record = json.loads(anchored.stdout)["anchored"]
+    head = metered.registry.log.head()
+    assert record["size"] == head.size and record["root"] == "0x" + head.root.hex()
+    assert record["contract"] == contract and record["chainId"] == ANVIL_CHAIN_ID
+
+    again = _run(["anchor", "now", "--json"], env)
+    assert again.returncode == 0 and json.loads(again.stdout)["anchored"] is None
+
+    status = _run(["anchor", "status", "--json"], env)
+    assert status.returncode == 0, status.stderr.decode()
+    state = json.loads(status.stdout)
+    assert state["unanchored"] == 0 and state["chain"]["size"] == head.size
+    assert state["latest"]["tx"] == record["tx"]
+
+    bundle = build_bundle(metered.registry.log, metered.registry.signer, [metered.readings[1]])
+    path = root / "bundle.json"
+    path.write_bytes(bundle_bytes(bundle))
+    return Deployed(node, path, contract, metered.registry.signer.verifier.encode())
+
+
+def _verify(
+    deployed: Deployed,
+    *extra: str,
+    bundle: Path | None = None,
+    contract: str | None = None,
+    key: str | None = None,
+    rpc: str | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    args = [
+        "verify",
+        str(bundle or deployed.bundle),
+        "--rpc",
+        rpc or deployed.node.url,
+        "--contract",
+        contract or deployed.contract,
+        "--log-key",
+        key or deployed.log_key,
+    ]
+    result: subprocess.CompletedProcess[bytes] = _run([*args, *extra], _clean_env())
+    return result
+
+
+def test_verify_passes_for_a_real_bundle(deployed: Deployed) -> None:
+    result = _verify(deployed)
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    for name in ("format", "log-id", "checkpoint", "keys", "contract", "chain"):
+        assert any(
+            line.startswith("PASS") and f" {name} " in f"{line} " for line in out.splitlines()
+        ), (
+            name,
+            out,
+        )
+    assert "FAIL" not in out
+    assert sum(line.startswith("PASS  inclusion[") for line in out.splitlines()) == 2
+    assert out.strip().splitlines()[-1].startswith("verified: ")
+
+    as_json = _verify(deployed, "--json")
+    report = json.loads(as_json.stdout)
+    assert as_json.returncode == 0 and report["ok"] and report["complete"]
+    assert report["failed"] == []
+
+
+def _tampered(bundle: Path, change: Any) -> Path:
+    document = json.loads(bundle.read_bytes())
+    change(document)
+    path = bundle.with_name("tampered.json")
+    path.write_text(json.dumps(document))
+    return path
+
+
+def _flip_base64(value: str) -> str:
+    raw = bytearray(base64.b64decode(value))
+    raw[-1] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _flip_hex(value: str) -> str:
+    return value[:-1] + ("0" if value[-1] != "0" else "1")
+
+
+@pytest.mark.parametrize(
+    ("what", "change", "failed_check"),
+    [
+        (
+            "leaf byte",
+            lambda d: d["entries"][1].update(leaf=_flip_base64(d["entries"][1]["leaf"])),
+            "inclusion[",
+        ),
+        (
+            "inclusion hash",
+            lambda d: d["entries"][1]["inclusion"].__setitem__(
+                0, _flip_base64(d["entries"][1]["inclusion"][0])
+            ),
+            "inclusion[",
+        ),
+        (
+            "anchored root",
+            lambda d: d["anchor"].update(root=_flip_hex(d["anchor"]["root"])),
+            "chain",
+        ),
+        ("anchor tx", lambda d: d["anchor"].update(tx=_flip_hex(d["anchor"]["tx"])), "chain"),
+        ("anchor block", lambda d: d["anchor"].update(block=d["anchor"]["block"] + 1), "chain"),
+        (
+            "checkpoint signature",
+            lambda d: d.update(
+                checkpoint=d["checkpoint"].replace(d["checkpoint"].split("\n")[-2][-6:], "AAAAA=")
+            ),
+            "checkpoint",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_verify_fails_naming_the_check_when_a_byte_changes(
+    deployed: Deployed, what: str, change: Any, failed_check: str
+) -> None:
+    result = _verify(deployed, bundle=_tampered(deployed.bundle, change))
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 1, (what, out, err)
+    failed = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert any(f"  {failed_check}" in line for line in failed), (what, out)
+    # One error line on stderr that names the failed checks.
+    (error_line,) = err.strip().splitlines()
+    assert error_line.startswith("error: verification failed: ") and failed_check in error_line
+
+
+def test_verify_usage_and_unreachable_chain(deployed: Deployed) -> None:
+    no_key = _run(["verify", str(deployed.bundle), "--rpc", deployed.node.url], _clean_env())
+    assert no_key.returncode == 2 and "--log-key" in no_key.stderr.decode()
+    bad_key = _verify(deployed, key="not-a-key")
+    assert bad_key.returncode == 2 and "--log-key" in bad_key.stderr.decode()
+    other_contract = _verify(deployed, contract="0x" + "12" * 20)
+    assert other_contract.returncode == 1
+    assert "verification failed: contract" in other_contract.stderr.decode()
+    nobody = f"http://127.0.0.1:{free_loopback_port()}"
+    down = _verify(deployed, rpc=nobody)
+    assert down.returncode == 3, down.stderr.decode()
+    assert (
+        down.stderr.decode().startswith("error: chain RPC ")
+        and "unreachable" in down.stderr.decode()
+    )
