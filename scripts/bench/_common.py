@@ -10,6 +10,7 @@ Conventions every benchmark follows, so results from different scripts read alik
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import io
 import json
@@ -221,3 +222,24 @@ class Profiler:
         stats = pstats.Stats(self.profile, stream=text_out)
         stats.sort_stats("tottime").print_stats(15)
         progress(f"profile {title} -> {path}\n{text_out.getvalue()}")
+
+
+def parse_count(text_value: str) -> int:
+    """A positive count written as 1000, 1_000, 1e3 or 10^3 (for argparse `type=`)."""
+    cleaned = text_value.strip().replace("_", "")
+    try:
+        if "^" in cleaned:
+            base, _, exponent = cleaned.partition("^")
+            value = int(int(base) ** int(exponent))  # int ** int is typed as Any
+        elif "e" in cleaned.lower():
+            as_float = float(cleaned)
+            if not as_float.is_integer():
+                raise ValueError(cleaned)
+            value = int(as_float)
+        else:
+            value = int(cleaned)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text_value!r} is not a count") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"counts are at least 1; got {value}")
+    return value

@@ -53,6 +53,7 @@ from _common import (
     free_disk_bytes,
     machine_description,
     mib,
+    parse_count,
     path_size_bytes,
     percentile,
     progress,
@@ -759,27 +760,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -------------------------------------------------------------------------- arguments
-
-
-def parse_count(text_value: str) -> int:
-    """A positive count: 1000, 1_000, 1e3 or 10^3."""
-    cleaned = text_value.strip().replace("_", "")
-    try:
-        if "^" in cleaned:
-            base, _, exponent = cleaned.partition("^")
-            value = int(int(base) ** int(exponent))  # int ** int is typed as Any
-        elif "e" in cleaned.lower():
-            as_float = float(cleaned)
-            if not as_float.is_integer():
-                raise ValueError(cleaned)
-            value = int(as_float)
-        else:
-            value = int(cleaned)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text_value!r} is not a count") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"counts are at least 1; got {value}")
-    return value
 
 
 def parse_batches(text_value: str) -> tuple[int, ...]:

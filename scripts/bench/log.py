@@ -46,6 +46,7 @@ from _common import (
     latency_summary_ms,
     machine_description,
     mib,
+    parse_count,
     path_size_bytes,
     peak_rss_bytes,
     percentile,
@@ -812,22 +813,7 @@ def redact(url: str) -> str:
 
 def parse_size(text_value: str) -> int:
     """An integer count of leaves: 1000000, 1_000_000, 1e6 or 10^6."""
-    cleaned = text_value.strip().replace("_", "")
-    try:
-        if "^" in cleaned:
-            base, _, exponent = cleaned.partition("^")
-            value = int(int(base) ** int(exponent))  # int ** int is typed as Any
-        elif "e" in cleaned.lower():
-            as_float = float(cleaned)
-            if not as_float.is_integer():
-                raise ValueError(cleaned)
-            value = int(as_float)
-        else:
-            value = int(cleaned)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text_value!r} is not a count of leaves") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"sizes are at least 1; got {value}")
+    value = parse_count(text_value)
     if value > MAX_BENCH_SIZE:
         raise argparse.ArgumentTypeError(
             f"refusing {value:,} leaves: this benchmark's bound is 10^8 "

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_smoke_support import BENCH_DIR, REPO_ROOT, run_bench
+from testdata_support import running_in_ci
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "bench" / "anchor.py"
+SCRIPT = BENCH_DIR / "anchor.py"
 # Overridable like tests/attestation's, so the skip/fail policy can be checked by hand.
 ANVIL = Path(
     os.environ.get(
@@ -31,10 +30,6 @@ SOLC_JS = REPO_ROOT / "contracts" / "node_modules" / "solc" / "package.json"
 RUN_TIMEOUT_SECONDS = 240
 
 pytestmark = pytest.mark.slow
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def require_toolchain() -> None:
@@ -56,17 +51,6 @@ def require_toolchain() -> None:
     pytest.skip(message)
 
 
-def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        cwd=REPO_ROOT,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bench-anchor")
@@ -75,7 +59,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def result(workdir: Path) -> dict[str, Any]:
     require_toolchain()
-    completed = run_bench("--quick", "--anvil", str(ANVIL), "--workdir", str(workdir))
+    completed = run_bench(
+        SCRIPT,
+        "--quick",
+        "--anvil",
+        str(ANVIL),
+        "--workdir",
+        str(workdir),
+        timeout=RUN_TIMEOUT_SECONDS,
+    )
     assert completed.returncode == 0, completed.stderr
     document: dict[str, Any] = json.loads(completed.stdout)
     return document
@@ -190,7 +182,7 @@ def test_temporary_files_are_removed(result: dict[str, Any], workdir: Path) -> N
 
 
 def test_absurd_sizes_are_refused() -> None:
-    completed = run_bench("--batches", "1e9")
+    completed = run_bench(SCRIPT, "--batches", "1e9", timeout=RUN_TIMEOUT_SECONDS)
     assert completed.returncode == 2
     assert "10^7" in completed.stderr
     assert completed.stdout == ""

@@ -7,38 +7,17 @@ on tiny sizes (`--quick`). PostgreSQL is measured when reachable; under CI=true 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench_smoke_support import BENCH_DIR, quick_run_with_postgres, run_bench
+from testdata_support import running_in_ci
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "scripts" / "bench" / "log.py"
-PG_ADMIN_URL = os.environ.get(
-    "CARBONLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+SCRIPT = BENCH_DIR / "log.py"
 RUN_TIMEOUT_SECONDS = 240
 
 pytestmark = pytest.mark.slow
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def run_bench(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *arguments],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        cwd=REPO_ROOT,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +27,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def result(workdir: Path) -> dict[str, Any]:
-    arguments = ["--quick", "--pg-url", PG_ADMIN_URL, "--workdir", str(workdir)]
-    if not running_in_ci():
-        arguments.append("--pg-optional")
-    completed = run_bench(*arguments)
-    assert completed.returncode == 0, completed.stderr
-    document: dict[str, Any] = json.loads(completed.stdout)
-    return document
+    return quick_run_with_postgres(SCRIPT, workdir, timeout=RUN_TIMEOUT_SECONDS)
 
 
 def assert_latencies(summary: dict[str, Any], queries: int) -> None:
@@ -168,7 +141,7 @@ def test_temporary_files_are_removed(result: dict[str, Any], workdir: Path) -> N
 
 @pytest.mark.parametrize("flag", ["--sqlite-sizes", "--pg-sizes"])
 def test_absurd_sizes_are_refused(flag: str) -> None:
-    completed = run_bench(flag, "1e9")
+    completed = run_bench(SCRIPT, flag, "1e9", timeout=RUN_TIMEOUT_SECONDS)
     assert completed.returncode == 2
     assert "10^8" in completed.stderr
     assert completed.stdout == ""
