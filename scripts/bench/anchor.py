@@ -26,22 +26,18 @@ there is no warm-up; repeats show how it varies with the proof's length.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +61,7 @@ from hexbytes import HexBytes
 from web3.types import TxParams
 
 from attestation.chain import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
+from attestation.localnode import ANVIL_CHAIN_ID, LocalAnvil, rpc_call
 from ledger.canonical import canonical_entry, canonical_json
 from ledger.clients import create_client
 from ledger.ingest import ingest
@@ -86,11 +83,9 @@ CONTRACTS_DIR = REPO_ROOT / "contracts"
 DEFAULT_ANVIL = CONTRACTS_DIR / "node_modules" / ".bin" / "anvil"
 REFERENCE_SOURCE = "bench/PerReadingStore.sol"
 REFERENCE_NAME = "PerReadingStore"
-ANVIL_CHAIN_ID = 31337
 # Account 0 of anvil's public development mnemonic ("test test … junk"): a well-known key
 # that holds value only on throw-away local chains like the one this script starts.
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-ANVIL_STARTUP_TIMEOUT_S = 20.0
 BENCH_LOG_ORIGIN = "bench.carbonledger.local/anchor-gas"
 
 FULL_BATCHES = (10**3, 10**4, 10**5, 10**6)
@@ -148,68 +143,15 @@ def append_leaves(log: Log, start: int, count: int) -> None:
 # ------------------------------------------------------------------------------- anvil
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def rpc(url: str, method: str, params: Sequence[Any] = ()) -> Any:
-    """A bare JSON-RPC call, for the node-level methods web3 has no typed wrapper for."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(
-        url, data=body.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.load(response)["result"]
-
-
-@contextlib.contextmanager
-def anvil_node(anvil: Path) -> Iterator[str]:
-    """Start anvil on a free 127.0.0.1 port, yield its URL, and always stop it by its pid."""
-    # The port could be taken between choosing and binding it; anvil then exits at once,
-    # which the readiness loop reports instead of waiting for the timeout.
-    port = _free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(anvil), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + ANVIL_STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"anvil exited with {process.returncode}: {stderr}")
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                if int(rpc(url, "eth_chainId"), 16) == ANVIL_CHAIN_ID:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"anvil did not answer on {url} within the startup timeout")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
-
-
 def node_facts(url: str, anvil: Path, chain: Chain) -> dict[str, Any]:
     """What the gas was measured on: gas schedules change with the hardfork."""
-    info = rpc(url, "anvil_nodeInfo")
+    info = rpc_call(url, "anvil_nodeInfo")
     version = subprocess.run(
         [str(anvil), "--version"], capture_output=True, text=True, check=True, timeout=30
     ).stdout.splitlines()
     block = chain.w3.eth.get_block("latest")
     return {
-        "client": rpc(url, "web3_clientVersion"),
+        "client": rpc_call(url, "web3_clientVersion"),
         "anvil_version": version[0] if version else None,
         "hardfork": info.get("hardFork"),
         "chain_id": chain.chain_id,
@@ -694,7 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         progress("compiling the per-reading reference contract with solc-js")
         compiled = compile_reference(node)
-        with anvil_node(args.anvil) as url:
+        with LocalAnvil(args.anvil) as node:
+            url = node.url
             progress(f"anvil on {url}")
             chain = open_rpc_chain(url, ANVIL_DEV_KEY, expected_chain_id=ANVIL_CHAIN_ID)
             facts = node_facts(url, args.anvil, chain)

@@ -9,20 +9,28 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from attestation.chain import ContractRevert
+from attestation.localnode import ANVIL_CHAIN_ID, LocalAnvil, free_loopback_port
+
+# The tests import the node helpers from here, next to the binary path and the keys.
+__all__ = [
+    "ANVIL",
+    "ANVIL_CHAIN_ID",
+    "ANVIL_KEYS",
+    "CONTRACTS",
+    "REPO",
+    "anvil_process",
+    "expect_revert",
+    "free_loopback_port",
+    "missing_tool",
+    "running_in_ci",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = REPO / "contracts"
@@ -30,7 +38,6 @@ CONTRACTS = REPO / "contracts"
 ANVIL = Path(
     os.environ.get("CARBONLEDGER_TEST_ANVIL", CONTRACTS / "node_modules" / ".bin" / "anvil")
 )
-ANVIL_CHAIN_ID = 31337
 # Accounts 0 and 1 of anvil's default mnemonic ("test test … junk"): public development keys.
 ANVIL_KEYS = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
@@ -49,58 +56,17 @@ def missing_tool(message: str) -> None:
     pytest.skip(message)
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _rpc(url: str, method: str) -> Any:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": []}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=2) as response:
-        return json.load(response)["result"]
-
-
 @contextlib.contextmanager
 def anvil_process(startup_timeout: float = 20.0) -> Iterator[str]:
     """Start anvil on a free 127.0.0.1 port; yield its URL; always stop it (by its pid)."""
     if not ANVIL.exists():
         missing_tool(f"anvil not found at {ANVIL}; run `npm ci` in contracts/")
-    # The port is free when chosen and could be taken before anvil binds it; anvil then
-    # exits at once, which the readiness loop reports instead of hanging.
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    node = LocalAnvil(ANVIL)
+    node.start(timeout=startup_timeout)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                stderr = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"anvil exited with {process.returncode}: {stderr}")
-            try:
-                if int(_rpc(url, "eth_chainId"), 16) == ANVIL_CHAIN_ID:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"anvil did not answer on {url} within {startup_timeout}s")
-            time.sleep(0.05)
-        yield url
+        yield node.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
+        node.stop()
 
 
 def expect_revert(call: Callable[[], object]) -> ContractRevert:
