@@ -6,21 +6,16 @@ Under CI=true an unreachable server fails the PostgreSQL tests; elsewhere they s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from pg_support import fresh_postgres_database
+from pg_support import PG_ADMIN_URL, fresh_postgres_database
 from testdata_support import running_in_ci
 
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
-
-PG_ADMIN_URL = os.environ.get(
-    "CARBONLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
+
+PG_ADMIN_URL = os.environ.get(
+    "CARBONLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+"""The server where each PostgreSQL test gets a fresh database."""
 
 
 @contextmanager

@@ -224,6 +224,10 @@ class Profiler:
         progress(f"profile {title} -> {path}\n{text_out.getvalue()}")
 
 
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+"""The local server the benchmarks create their throwaway databases on."""
+
+
 def parse_count(text_value: str) -> int:
     """A positive count written as 1000, 1_000, 1e3 or 10^3 (for argparse `type=`)."""
     cleaned = text_value.strip().replace("_", "")

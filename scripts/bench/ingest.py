@@ -54,7 +54,15 @@ from typing import Any
 import httpx
 import nacl.signing
 import psycopg
-from _common import emit_json, machine_description, progress, rate, run_isolated, utc_timestamp
+from _common import (
+    DEFAULT_PG_URL,
+    emit_json,
+    machine_description,
+    progress,
+    rate,
+    run_isolated,
+    utc_timestamp,
+)
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -85,7 +93,6 @@ METERS_PER_WORKER = 10
 """A batch interleaves several meters, as a gateway's upload does."""
 VERIFY_SAMPLES = 20_000
 QUICK_VERIFY_SAMPLES = 2_000
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FIRST_READING = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp())
 KEYS_VALID_FROM = datetime(2023, 1, 1, tzinfo=UTC)
 SERVER_START_TIMEOUT_S = 60.0

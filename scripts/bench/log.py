@@ -39,6 +39,7 @@ from typing import Any
 
 import psycopg
 from _common import (
+    DEFAULT_PG_URL,
     Profiler,
     current_rss_bytes,
     emit_json,
@@ -85,7 +86,6 @@ QUICK_QUERIES = 50
 QUICK_REFERENCE_SIZE = 1_000
 QUICK_PROOF_SIZES = (1_000,)
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_SEED = 9162
 RSS_SAMPLE_PERCENTS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 SQLITE_BYTES_PER_LEAF_ESTIMATE = 150

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from testdata_support import running_in_ci
 
 from attestation.chain import ContractRevert
 from attestation.localnode import ANVIL_CHAIN_ID, LocalAnvil, free_loopback_port
@@ -43,11 +44,6 @@ ANVIL_KEYS = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
 )
-
-
-def running_in_ci() -> bool:
-    """Mirrors tests/conftest.py: under CI=true missing prerequisites fail, never skip."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def missing_tool(message: str) -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from pg_support import PG_ADMIN_URL
 from testdata_support import running_in_ci
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = REPO_ROOT / "scripts" / "bench"
-PG_ADMIN_URL = os.environ.get(
-    "CARBONLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 def run_bench(script: Path, *arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:

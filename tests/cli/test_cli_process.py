@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from cli_helpers import SETTING_VARIABLES
 
+from attestation.localnode import free_loopback_port
 from ledger.checkpoint import NoteVerifier, open_checkpoint
 from ledger.registry import open_registry
 from ledger.settings import LedgerSettings
@@ -47,13 +47,6 @@ def _cli(
     )
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def env(database_url: str, tmp_path: Path) -> dict[str, str]:
     assert SCRIPT.exists(), f"the console script is not installed at {SCRIPT}"
@@ -65,7 +58,7 @@ def test_init_then_serve_answers_health_and_checkpoint(env: dict[str, str], tmp_
     assert init.returncode == 0, init.stderr
     verifier = NoteVerifier.parse(json.loads(init.stdout)["verifierKey"])
 
-    port = _free_loopback_port()
+    port = free_loopback_port()
     server_log = tmp_path / "serve.log"
     with server_log.open("w") as log_file:
         server = subprocess.Popen(
@@ -149,7 +142,7 @@ def test_prove_piped_into_verify_inclusion(
 
 
 def test_uninitialised_serve_exits_before_binding(env: dict[str, str]) -> None:
-    port = _free_loopback_port()
+    port = free_loopback_port()
     result = _cli("serve", "--port", str(port), env=env)
     assert result.returncode == 3
     lines = result.stderr.splitlines()

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import select
+from testdata_support import running_in_ci
 
 from ledger.log import TILE_LEVEL_SHIFT, TILE_WIDTH
 from ledger.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
@@ -33,11 +33,6 @@ WRITER_SCRIPT = Path(__file__).with_name("ledger_writer.py")
 
 
 # ------------------------------------------------------------------------- test data
-
-
-def running_in_ci() -> bool:
-    """Mirrors tests/conftest.py: under CI=true missing prerequisites fail, never skip."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def load_testdata(*parts: str) -> Any:
