@@ -41,6 +41,12 @@ SCOPE_METERS_WRITE = "meters:write"
 SCOPE_READINGS_READ = "readings:read"
 SCOPE_READINGS_WRITE = "readings:write"
 SCOPE_AUDIT_READ = "audit:read"
+SCOPE_DEVICES_READ = "devices:read"
+SCOPE_DEVICES_WRITE = "devices:write"
+SCOPE_CERTIFICATES_READ = "certificates:read"
+SCOPE_CERTIFICATES_WRITE = "certificates:write"
+SCOPE_ISSUER = "issuer"
+SCOPE_REPORTS_READ = "reports:read"
 
 KNOWN_SCOPES: Mapping[str, str] = MappingProxyType(
     {
@@ -51,6 +57,12 @@ KNOWN_SCOPES: Mapping[str, str] = MappingProxyType(
         SCOPE_READINGS_READ: "Read the organisation's accepted readings and interval energy.",
         SCOPE_READINGS_WRITE: "Submit signed readings for the organisation's meters.",
         SCOPE_AUDIT_READ: "List equivocation evidence of the organisation's meters.",
+        SCOPE_DEVICES_READ: "Read the organisation's generation devices.",
+        SCOPE_DEVICES_WRITE: "Register the organisation's devices and request issuance for them.",
+        SCOPE_CERTIFICATES_READ: "Read the organisation's accounts and certificates.",
+        SCOPE_CERTIFICATES_WRITE: "Open accounts; transfer, split and retire certificates.",
+        SCOPE_ISSUER: "Act as the registry issuer: approve devices, withdraw and expire certificates.",
+        SCOPE_REPORTS_READ: "Read the organisation's 24/7 matching and Scope 2 reports.",
     }
 )
 """Every scope a route may require, with the description shown in the OpenAPI document."""

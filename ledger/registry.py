@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 
 from ledger.checkpoint import NoteSigner
+from ledger.issuer import IssuerIdentity, declare_issuer, load_or_create_issuer_key
 from ledger.keyfiles import create_ed25519_key_file, load_ed25519_key_file
 from ledger.log import Log, LogNotInitialisedError
 from ledger.settings import LedgerSettings
@@ -23,6 +24,15 @@ class Registry:
     database: Database
     log: Log
     signer: NoteSigner
+    _issuer: IssuerIdentity | None = field(default=None, repr=False)
+
+    def issuer(self) -> IssuerIdentity:
+        """The credential issuer; its key file is created and declared in the log on first use,
+        so registries initialised before certificates existed gain one without a new `init`."""
+        if self._issuer is None:
+            key = load_or_create_issuer_key(self.settings.resolved_issuer_key_file())
+            self._issuer = declare_issuer(self.log, key)
+        return self._issuer
 
     def close(self) -> None:
         self.database.dispose()

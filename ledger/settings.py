@@ -30,6 +30,17 @@ class LedgerSettings(BaseSettings):
         description="PKCS#8 PEM Ed25519 key that signs checkpoints (default DATA_DIR/log-key.pem).",
     )
 
+    issuer_key_file: Path | None = Field(
+        default=None,
+        description="PKCS#8 PEM Ed25519 key signing credentials (default DATA_DIR/issuer-key.pem).",
+    )
+    certificate_validity_months: int = Field(
+        default=12,
+        ge=1,
+        le=120,
+        description="Months after the end of production that a certificate stays transferable.",
+    )
+
     max_readings_per_batch: int = Field(
         default=5000,
         ge=1,
@@ -50,6 +61,9 @@ class LedgerSettings(BaseSettings):
 
     def resolved_log_key_file(self) -> Path:
         return self.log_key_file or self.data_dir / "log-key.pem"
+
+    def resolved_issuer_key_file(self) -> Path:
+        return self.issuer_key_file or self.data_dir / "issuer-key.pem"
 
 
 def normalise_database_url(url: str) -> str:
