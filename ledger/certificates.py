@@ -31,7 +31,7 @@ from ledger.certificate_rules import (
     gec_text,
     serial_text,
 )
-from ledger.credentials import ProofOptions, sign_credential, sign_statement
+from ledger.credentials import ProofOptions, sign_credential_jcs, sign_statement
 from ledger.devices import MAX_PAGE, load_account
 from ledger.issuance import ISSUED_KIND, issued_leaf
 from ledger.issuer import IssuerIdentity
@@ -326,10 +326,10 @@ def _split_in(
         )
         unsigned = {key: value for key, value in parent_credential.items() if key not in ("proof",)}
         unsigned.update(id=cid, validFrom=epoch_text(at), credentialSubject=subject)
-        credential = sign_credential(
+        _, credential_jcs = sign_credential_jcs(
             unsigned, issuer.private_key, ProofOptions(epoch_text(at), issuer.verification_method)
         )
-        index = tx.append_canonical(issued_leaf(credential))
+        index = tx.append_canonical(issued_leaf(credential_jcs))
         child = Certificate(
             id=cid,
             device_id=row.device_id,

@@ -31,7 +31,12 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.canonical import CanonicalizationError, canonical_json
+from ledger.canonical import (
+    CanonicalizationError,
+    canonical_json,
+    canonical_json_checked,
+    fast_path_safe,
+)
 
 CRYPTOSUITE = "eddsa-jcs-2022"
 PROOF_TYPE = "DataIntegrityProof"
@@ -326,6 +331,32 @@ def sign_credential(
     as the cryptosuite requires. The verification method must be the did:key URL of
     `private_key`: a proof naming another key could never verify.
     """
+    return _sign(unsigned, private_key, options, None)
+
+
+def sign_credential_jcs(
+    unsigned: Mapping[str, Any], private_key: Ed25519PrivateKey, options: ProofOptions
+) -> tuple[dict[str, Any], bytes]:
+    """`sign_credential`, plus the JCS bytes of the signed credential.
+
+    For the issuer, which stores every credential canonically in a log leaf: when the
+    document is on the canonical fast path, its bytes are encoded once for the hash and once
+    with the proof, instead of walking and encoding it three times.
+    """
+    if isinstance(unsigned, dict) and fast_path_safe(unsigned):
+        signed = _sign(unsigned, private_key, options, canonical_json_checked(unsigned))
+        # The proof adds ASCII member names and string values only.
+        return signed, canonical_json_checked(signed)
+    signed = _sign(unsigned, private_key, options, None)
+    return signed, _canonical(signed, "the signed credential")
+
+
+def _sign(
+    unsigned: Mapping[str, Any],
+    private_key: Ed25519PrivateKey,
+    options: ProofOptions,
+    document_bytes: bytes | None,
+) -> dict[str, Any]:
     if not isinstance(unsigned, Mapping):
         raise CredentialFormatError("a credential must be a JSON object")
     if "proof" in unsigned:
@@ -355,7 +386,9 @@ def sign_credential(
             context_key = tuple(context)
     if cacheable:
         proof_hash = _proof_config_hash(options, context_key)
-        doc_hash = hashlib.sha256(_canonical(unsigned, "the document")).digest()
+        if document_bytes is None:
+            document_bytes = _canonical(unsigned, "the document")
+        doc_hash = hashlib.sha256(document_bytes).digest()
     else:
         proof_hash, doc_hash = proof_hashes(unsigned, proof)
     signature = private_key.sign(proof_hash + doc_hash)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from meter_support import EPOCH, T0, add_meter, generation_spec, new_key, new_organisation, sign
 
@@ -58,7 +58,13 @@ def producer_scenario(
     buyer = new_organisation(registry)
     add_meter(registry, producer, generation_spec(meter, capacity_w=CAPACITY_W))
     key = new_key()
-    register_key(registry.log, meter, key.spki, organisation_id=producer, valid_from=EPOCH)
+    register_key(
+        registry.log,
+        meter,
+        key.spki,
+        organisation_id=producer,
+        valid_from=min(EPOCH, datetime.fromtimestamp(start, UTC)),
+    )
     add_readings(registry, producer, key_pair=key, meter=meter, start=start, hours=hours, step=step)
     register_device(
         registry.log,
