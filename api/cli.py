@@ -40,6 +40,7 @@ from typer.core import TyperGroup
 from api.cli_chain import anchor_app, chain_app, verify_command
 from api.cli_gateway import gateway_app, meter_simulate_command
 from api.cli_readings import readings_app
+from api.cli_reports import report_app
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogInfo
 from api.security import KNOWN_SCOPES, TokenSecretError, ensure_token_secret, load_token_secret
 from api.settings import ApiSettings
@@ -216,6 +217,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(readings_app, name="readings")
 app.add_typer(chain_app, name="chain")
 app.add_typer(anchor_app, name="anchor")
+app.add_typer(report_app, name="report")
 # `carbonledger verify BUNDLE.json`: a command, not a group.
 app.command("verify")(verify_command)
 

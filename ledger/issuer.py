@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from ledger.credentials import did_key, did_key_verification_method, public_bytes
-from ledger.keyfiles import create_ed25519_key_file, load_ed25519_key_file
+from ledger.keyfiles import KeyFileError, create_ed25519_key_file, load_ed25519_key_file
 from ledger.log import Log
 from ledger.meters import epoch_text
 from ledger.storage.models import IssuerKey, utc_now
@@ -38,7 +38,13 @@ _declare_lock = threading.Lock()
 
 
 def load_or_create_issuer_key(path: Path) -> Ed25519PrivateKey:
-    return load_ed25519_key_file(path) if path.exists() else create_ed25519_key_file(path)
+    if path.exists():
+        return load_ed25519_key_file(path)
+    try:
+        return create_ed25519_key_file(path)
+    except KeyFileError:
+        # Another process created it between the check and the exclusive create.
+        return load_ed25519_key_file(path)
 
 
 def declare_issuer(log: Log, private_key: Ed25519PrivateKey) -> IssuerIdentity:

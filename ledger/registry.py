@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
@@ -16,6 +17,8 @@ from ledger.storage.db import Database
 from ledger.storage.migrate import upgrade
 
 DEFAULT_ORIGIN_PREFIX = "carbonledger.local/log-"
+_ISSUER_LOCK = threading.Lock()
+"""API worker threads may ask for the issuer at the same first moment."""
 
 
 @dataclass
@@ -29,10 +32,11 @@ class Registry:
     def issuer(self) -> IssuerIdentity:
         """The credential issuer; its key file is created and declared in the log on first use,
         so registries initialised before certificates existed gain one without a new `init`."""
-        if self._issuer is None:
-            key = load_or_create_issuer_key(self.settings.resolved_issuer_key_file())
-            self._issuer = declare_issuer(self.log, key)
-        return self._issuer
+        with _ISSUER_LOCK:
+            if self._issuer is None:
+                key = load_or_create_issuer_key(self.settings.resolved_issuer_key_file())
+                self._issuer = declare_issuer(self.log, key)
+            return self._issuer
 
     def close(self) -> None:
         self.database.dispose()
