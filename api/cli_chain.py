@@ -317,14 +317,27 @@ def verify_command(
             show_default=False,
         ),
     ] = None,
+    issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--issuer",
+            metavar="DID",
+            help="The credential issuer you trust (the registry's did:key); without it any "
+            "issuer the anchored log declares is accepted.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check a proof bundle with nothing but the bundle and the chain.
 
     Recomputes each leaf hash, checks inclusion against the anchored root, the checkpoint
     signature, each entry's own signature (meter readings, key registrations), and makes
-    one chain call: the contract holds that root at that size for that log. Prints every
-    check with PASS or FAIL and exits 1 naming the checks that failed.
+    one chain call: the contract holds that root at that size for that log. For a
+    certificate bundle it also checks the credential, its issuer, device, evidence
+    readings and energy, split lineage and current status, and says in plain words what
+    was proven. Prints every check with PASS or FAIL and exits 1 naming the checks that
+    failed (a withdrawn certificate fails, with the withdrawal reason).
     """
     from api.cli import (  # noqa: PLC0415
         EXIT_UNAVAILABLE,
@@ -343,6 +356,15 @@ def verify_command(
     from ledger.checkpoint import CheckpointError, NoteVerifier  # noqa: PLC0415
 
     data = _read_bytes(bundle_file, MAX_BUNDLE_BYTES, "a proof bundle")
+    if issuer is not None:
+        from ledger.credentials import CredentialError, public_key_from_did_key  # noqa: PLC0415
+
+        try:
+            public_key_from_did_key(issuer)
+        except CredentialError as error:
+            raise CliError(f"--issuer: {error}", EXIT_USAGE) from error
+        if "#" in issuer:
+            raise CliError("--issuer: give the did:key DID, not a DID URL", EXIT_USAGE)
     if rpc is None and log_key is None:
         verifier = None  # taken from the registry below
     elif log_key is None:
@@ -369,6 +391,7 @@ def verify_command(
                 anchor_reader=ChainAnchorReader(w3) if rpc is None else rpc_anchor_reader(rpc),
                 log_verifier_key=key,
                 trusted_contract=contract,
+                trusted_issuer=issuer,
             )
         except UnusableInputError as error:
             raise CliError(str(error), EXIT_USAGE) from error
@@ -403,20 +426,32 @@ def _verification_chain(ctx: typer.Context, rpc: str | None) -> Iterator[tuple[A
 
 
 def _print_report(report: VerificationReport) -> None:
-    from api.cli import _Check, _report, _stdout  # noqa: PLC0415
+    from api.cli import CliError, _Check, _report, _stdout  # noqa: PLC0415
     from attestation.verify import CheckStatus  # noqa: PLC0415
 
     passed = {CheckStatus.PASSED: True, CheckStatus.FAILED: False}
     checks = [_Check(c.name, passed.get(c.status), c.message) for c in report.checks]
-    # Raises the one-line `verification failed: <names>` error (exit 1) when a check failed.
-    _report(checks, anchored=True, trust_options="")
+    try:
+        # Raises the one-line `verification failed: <names>` error (exit 1) when a check failed.
+        _report(checks, anchored=True, trust_options="")
+    except CliError as error:
+        status = report.check("status")
+        if status is not None and status.status == CheckStatus.FAILED:
+            # A withdrawn certificate: the reason belongs on the one error line.
+            raise CliError(
+                f"{error.message}: certificate {status.message}", error.exit_code
+            ) from None
+        raise
+    console = _stdout()
+    for line in report.summary:
+        console.print(Text(line, style="bold"))
     made = sum(1 for c in report.checks if c.status == CheckStatus.PASSED)
     skipped = len(report.checks) - made
     summary = f"verified: {made} checks passed"
     if skipped:
         summary += f", {skipped} not made (SKIP)"
     summary += f"; offline {report.offline_seconds * 1000:.2f} ms"
-    _stdout().print(Text(summary, style="bold green"))
+    console.print(Text(summary, style="bold green"))
 
 
 def _report_json(report: VerificationReport) -> dict[str, Any]:
@@ -427,5 +462,6 @@ def _report_json(report: VerificationReport) -> dict[str, Any]:
             {"name": c.name, "status": c.status.value, "message": c.message} for c in report.checks
         ],
         "failed": [c.name for c in report.failures],
+        "summary": list(report.summary),
         "offlineMs": round(report.offline_seconds * 1000, 3),
     }

@@ -58,15 +58,24 @@ BUNDLE_FORMAT: Final = "carbonledger/proof-bundle/1"
 BUNDLE_MEDIA_TYPE = "application/vnd.carbonledger.bundle+json"
 
 MAX_REQUESTED_ENTRIES = 32
-"""Indices one bundle request may name; each reading may add its key and revocation entries."""
-MAX_BUNDLE_ENTRIES = 3 * MAX_REQUESTED_ENTRIES
+"""Indices one generic bundle request (`GET /v1/log/bundle`) may name; `build_bundle`'s
+default `max_entries`."""
+MAX_BUILD_ENTRIES = 1_024
+"""The most indices any caller may ask `build_bundle` for (`max_entries`): a certificate
+bundle names up to 512 evidence readings (`ledger.issuance.MAX_EVIDENCE_READINGS`) plus the
+issuer key, the device entries and the certificate's and its ancestors' statements."""
+MAX_BUNDLE_ENTRIES = 3 * MAX_BUILD_ENTRIES
+"""Each requested reading may add its key's registration and revocation entries."""
 MAX_PROOF_HASHES = 64
 """An inclusion proof in a tree of at most 2^62 leaves has at most 62 hashes."""
 MAX_KEYS = MAX_BUNDLE_ENTRIES
 MAX_CHECKPOINT_CHARS = 16 * 1024
 """A checkpoint with its 16 signatures is well under 4 KiB; the bound only stops abuse."""
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
-"""Above the largest valid bundle (96 leaves of 64 KiB in base64, plus proofs)."""
+"""Above the largest bundle the registry builds: a generic one (96 leaves of 64 KiB in
+base64, plus proofs) or a certificate one (512 readings of ~0.5 KiB, a credential of at
+most 64 KiB per lineage level, each leaf with a 2 KiB proof: a few MiB). A bundle of
+MAX_BUNDLE_ENTRIES maximal leaves would not fit and is refused by size first."""
 MAX_UINT64 = (1 << 64) - 1
 MAX_CHAIN_ID = (1 << 53) - 1
 """EIP-2294 bounds chain ids so that wallets (and JSON numbers) represent them exactly."""
@@ -332,8 +341,12 @@ class _Anchor:
     block: int
 
 
-def _latest_anchor(log: Log, chain_id: int | None, contract: str | None) -> _Anchor | None:
+def _latest_anchor(
+    log: Log, chain_id: int | None, contract: str | None, size: int | None = None
+) -> _Anchor | None:
     query = select(ChainAnchor)
+    if size is not None:
+        query = query.where(ChainAnchor.size == size)
     if chain_id is not None:
         query = query.where(ChainAnchor.chain_id == chain_id)
     if contract is not None:
@@ -385,25 +398,32 @@ def build_bundle(
     *,
     chain_id: int | None = None,
     contract: str | None = None,
+    anchored_size: int | None = None,
+    max_entries: int = MAX_REQUESTED_ENTRIES,
 ) -> ProofBundle:
     """A bundle for `indices` against the newest recorded anchor covering all of them.
 
     `signer` is the log's checkpoint key (`Registry.signer`): the checkpoint note is signed
-    for the anchored size when the bundle is built (checkpoints are not stored). Raises
-    BundleRequestError (bad indices), EntryNotFoundError (an index beyond the log) and
-    NotYetAnchoredError (no anchor covers them yet).
+    for the anchored size when the bundle is built (checkpoints are not stored).
+    `anchored_size` restricts the choice to anchors of exactly that size (a caller that
+    chose its entries for one anchor must get that one, not a newer one recorded meanwhile).
+    `max_entries` (at most MAX_BUILD_ENTRIES) bounds the indices asked for; the default is
+    the generic request limit. Raises BundleRequestError (bad indices), EntryNotFoundError
+    (an index beyond the log) and NotYetAnchoredError (no anchor covers them yet).
     """
+    if not 1 <= max_entries <= MAX_BUILD_ENTRIES:
+        raise BundleRequestError(f"max_entries must be between 1 and {MAX_BUILD_ENTRIES}")
     wanted = tuple(sorted(set(indices)))
     if not wanted:
         raise BundleRequestError("a bundle needs at least one entry index")
-    if len(wanted) > MAX_REQUESTED_ENTRIES:
-        raise BundleRequestError(f"a bundle covers at most {MAX_REQUESTED_ENTRIES} entries")
+    if len(wanted) > max_entries:
+        raise BundleRequestError(f"a bundle covers at most {max_entries} entries")
     if wanted[0] < 0:
         raise BundleRequestError("entry indices are not negative")
     head = log.head()
     if wanted[-1] >= head.size:
         raise EntryNotFoundError(f"no entry at index {wanted[-1]} (the log has {head.size})")
-    anchor = _latest_anchor(log, chain_id, contract)
+    anchor = _latest_anchor(log, chain_id, contract, anchored_size)
     if anchor is None or anchor.size <= wanted[-1]:
         raise NotYetAnchoredError(wanted, anchor.size if anchor else None, head.size)
 
@@ -452,6 +472,14 @@ def build_bundle(
         ),
         keys=keys,
     )
+
+
+def newest_anchored_size(
+    log: Log, *, chain_id: int | None = None, contract: str | None = None
+) -> int | None:
+    """The size of the newest recorded anchor (as `build_bundle` would choose), or None."""
+    anchor = _latest_anchor(log, chain_id, contract)
+    return anchor.size if anchor is not None else None
 
 
 def _checkpoint_note(log: Log, signer: NoteSigner, size: int) -> str:

@@ -14,6 +14,8 @@ that does not verify is a report with failed checks, never an exception. Checks:
 | keys            | `keys` lists exactly the meter keys of the bundle's meter.key entries |
 | entry[i]        | the entry's own content and signature, by a checker for its kind;     |
 |                 | kinds without a checker are "not-checked"                             |
+| (bundle-level)  | plug-ins registered with `register_bundle_checker` that need several |
+|                 | entries at once (certificates: `attestation.certificate_check`)       |
 | contract        | anchor.contract is the contract the verifier pinned (not-checked when |
 |                 | none was pinned: then any contract with a matching root would do)    |
 | chain           | one lookup: the contract holds `root` at `size` under `logId`, and   |
@@ -26,6 +28,7 @@ a bundle (it would take the whole log), so the report's reading message says whi
 revocations it saw.
 
 Everything but the chain lookup is pure and timed (`offline_seconds`, DESIGN §8: ≤ 5 ms).
+Bundle checkers may add plain-words `summary` lines to the report (what the bundle proves).
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ class VerificationReport:
     chain_seconds: float | None
     """Time of the chain lookup; None when it was not made (the bundle did not parse)."""
     bundle: ProofBundle | None
+    summary: tuple[str, ...] = ()
+    """Plain-words statements of what the bundle proves, from the bundle checkers."""
 
     @property
     def ok(self) -> bool:
@@ -136,6 +141,8 @@ def report_lines(report: VerificationReport) -> list[str]:
     else:
         verdict = "FAILED: " + ", ".join(check.name for check in report.failures)
     lines.append(f"{verdict}  (offline {report.offline_seconds * 1000:.2f} ms)")
+    if report.ok:  # what was proven, only when it was (a failed check carries its reason)
+        lines.extend(report.summary)
     return lines
 
 
@@ -426,6 +433,58 @@ def _iso(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+# ----------------------------------------------------------------------- bundle checkers
+
+
+@dataclass(frozen=True, slots=True)
+class BundleContext:
+    """What a bundle-level checker sees, after the inclusion and entry checks."""
+
+    bundle: ProofBundle
+    decoded: Mapping[int, Mapping[str, Any]]
+    """Every entry whose leaf is canonical JSON with a `kind`, by index."""
+    included: Mapping[int, bool]
+    """Per entry index: whether its inclusion proof verified against the anchored root."""
+    entry_checks: Mapping[int, Check]
+    """Per entry index: the result of its own `entry[i]` check."""
+    keys: Mapping[str, ProvenKey]
+    trusted_issuer: str | None
+    """The credential issuer DID the verifier pinned, if any."""
+    now: int
+    """The verifier's clock (seconds since the epoch), for statuses such as expiry."""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFindings:
+    checks: tuple[Check, ...] = ()
+    summary: tuple[str, ...] = ()
+
+
+BundleChecker = Callable[[BundleContext], BundleFindings]
+_BUNDLE_CHECKERS: dict[str, BundleChecker] = {}
+
+
+def register_bundle_checker(name: str, checker: BundleChecker) -> None:
+    """Plug in a check that spans entries; it runs on every bundle after the entry checks
+    and returns no findings when the bundle holds nothing it concerns."""
+    if name in _BUNDLE_CHECKERS:
+        raise ValueError(f"bundle checker {name!r} is already registered")
+    _BUNDLE_CHECKERS[name] = checker
+
+
+def _bundle_checks(context: BundleContext) -> BundleFindings:
+    checks: list[Check] = []
+    summary: list[str] = []
+    for name, checker in _BUNDLE_CHECKERS.items():
+        try:
+            findings = checker(context)
+        except Exception as exc:  # a plug-in's bug must not turn a bundle into a crash
+            findings = BundleFindings((Check(name, FAILED, f"the {name} checker failed: {exc!r}"),))
+        checks.extend(findings.checks)
+        summary.extend(findings.summary)
+    return BundleFindings(tuple(checks), tuple(summary))
+
+
 # ---------------------------------------------------------------------------- verifying
 
 
@@ -569,7 +628,10 @@ def _inclusion_checks(bundle: ProofBundle) -> tuple[list[Check], dict[int, bool]
     return checks, included
 
 
-def _entry_checks(bundle: ProofBundle, included: Mapping[int, bool]) -> list[Check]:
+def _entry_checks(
+    bundle: ProofBundle, included: Mapping[int, bool]
+) -> tuple[list[Check], dict[int, Mapping[str, Any]], dict[int, Check], dict[str, ProvenKey]]:
+    """The keys check and one check per entry, with what the bundle checkers need."""
     decoded: dict[int, Mapping[str, Any]] = {}
     problems: dict[int, str] = {}
     for entry in bundle.entries:
@@ -579,22 +641,25 @@ def _entry_checks(bundle: ProofBundle, included: Mapping[int, bool]) -> list[Che
             problems[entry.index] = str(exc)
     checks = [_keys_check(bundle, decoded)]
     keys = _proven_keys(decoded, included)
+    by_index: dict[int, Check] = {}
     for entry in bundle.entries:
         name = f"entry[{entry.index}]"
         if entry.index in problems:
-            checks.append(Check(name, FAILED, problems[entry.index]))
-            continue
-        value = decoded[entry.index]
-        checker = _ENTRY_CHECKERS.get(value["kind"])
-        if checker is None:
-            checks.append(Check(name, NOT_CHECKED, f"no checker for kind {value['kind']!r}"))
-            continue
-        try:
-            verdict = checker(EntryContext(entry.index, value, included[entry.index], keys))
-        except Exception as exc:  # a plug-in's bug must not turn a bundle into a crash
-            verdict = Verdict(FAILED, f"the {value['kind']} checker failed: {exc!r}")
-        checks.append(Check(name, verdict.status, verdict.message))
-    return checks
+            check = Check(name, FAILED, problems[entry.index])
+        else:
+            value = decoded[entry.index]
+            checker = _ENTRY_CHECKERS.get(value["kind"])
+            if checker is None:
+                check = Check(name, NOT_CHECKED, f"no checker for kind {value['kind']!r}")
+            else:
+                try:
+                    verdict = checker(EntryContext(entry.index, value, included[entry.index], keys))
+                except Exception as exc:  # a plug-in's bug must not turn a bundle into a crash
+                    verdict = Verdict(FAILED, f"the {value['kind']} checker failed: {exc!r}")
+                check = Check(name, verdict.status, verdict.message)
+        checks.append(check)
+        by_index[entry.index] = check
+    return checks, decoded, by_index, keys
 
 
 def _contract_check(anchor: BundleAnchor, pinned: str | None) -> Check:
@@ -611,13 +676,20 @@ def verify_bundle(
     anchor_reader: AnchorReader,
     log_verifier_key: NoteVerifier,
     trusted_contract: str | None = None,
+    trusted_issuer: str | None = None,
+    now: int | None = None,
 ) -> VerificationReport:
     """Verify a bundle (bytes, text, decoded JSON or model); see the module docstring.
 
     `log_verifier_key` is the log's checkpoint key from the verifier's own configuration.
-    `trusted_contract`, when given, pins the anchor contract. Raises UnusableInputError only
-    for arguments of the wrong type; everything about the bundle ends up in the report.
+    `trusted_contract`, when given, pins the anchor contract; `trusted_issuer` pins the DID
+    that credentials must be issued by; `now` (default: the clock) is the moment statuses
+    such as expiry are judged at. Raises UnusableInputError only for arguments of the wrong
+    type; everything about the bundle ends up in the report.
     """
+    if trusted_issuer is not None and not isinstance(trusted_issuer, str):
+        raise UnusableInputError("trusted_issuer must be a DID string")
+    moment = int(time.time()) if now is None else now
     if not isinstance(bundle, bytes | str | Mapping | ProofBundle):
         raise UnusableInputError("a bundle is bytes, text, a JSON object or a ProofBundle")
     if not isinstance(log_verifier_key, NoteVerifier):
@@ -643,7 +715,12 @@ def verify_bundle(
     ]
     inclusion, included = _inclusion_checks(parsed)
     checks += inclusion
-    checks += _entry_checks(parsed, included)
+    entry_checks, decoded, by_index, keys = _entry_checks(parsed, included)
+    checks += entry_checks
+    findings = _bundle_checks(
+        BundleContext(parsed, decoded, included, by_index, keys, trusted_issuer, moment)
+    )
+    checks += findings.checks
     checks.append(_contract_check(anchor, pinned))
     offline = time.perf_counter() - started
 
@@ -659,4 +736,9 @@ def verify_bundle(
     else:
         checks.append(_chain_check(anchor, observed))
     chain_seconds = time.perf_counter() - chain_started
-    return VerificationReport(tuple(checks), offline, chain_seconds, parsed)
+    return VerificationReport(tuple(checks), offline, chain_seconds, parsed, findings.summary)
+
+
+# Certificate checkers register themselves on import. Imported last, so that their
+# `from attestation.verify import ...` finds everything defined (no import cycle trouble).
+import attestation.certificate_check  # noqa: E402, F401

@@ -1,0 +1,30 @@
+"""Fixtures for the certificate-bundle tests: one embedded chain and anchor contract for the
+session (registries differ by log origin, so they share it), and an anchor reader for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from certificate_bundle_support import MemoReader
+
+from attestation.chain import CarbonAnchor, Chain, open_embedded_chain
+from attestation.verify import ChainAnchorReader
+
+
+@pytest.fixture(scope="session")
+def certificate_chain() -> Iterator[Chain]:
+    chain = open_embedded_chain(None)
+    yield chain
+    chain.close()
+
+
+@pytest.fixture(scope="session")
+def certificate_contract(certificate_chain: Chain) -> CarbonAnchor:
+    contract, _ = CarbonAnchor.deploy(certificate_chain)
+    return contract
+
+
+@pytest.fixture(scope="session")
+def certificate_reader(certificate_contract: CarbonAnchor) -> MemoReader:
+    return MemoReader(ChainAnchorReader(certificate_contract.chain.w3))
