@@ -37,6 +37,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.engine import make_url
 from typer.core import TyperGroup
 
+from api.cli_audit import audit_app
 from api.cli_chain import anchor_app, chain_app, verify_command
 from api.cli_gateway import gateway_app, meter_simulate_command
 from api.cli_readings import readings_app
@@ -218,6 +219,7 @@ app.add_typer(readings_app, name="readings")
 app.add_typer(chain_app, name="chain")
 app.add_typer(anchor_app, name="anchor")
 app.add_typer(report_app, name="report")
+app.add_typer(audit_app, name="audit")
 # `carbonledger verify BUNDLE.json`: a command, not a group.
 app.command("verify")(verify_command)
 
