@@ -4,10 +4,14 @@
 
 Start-up migrates the schema forward, opens the registry and loads the token key; it
 fails with a message naming `carbonledger init` when the registry was never initialised.
+Two background threads run for the app's lifetime: anchoring (`attestation.scheduler`) and
+the certificate expiry sweep (`CertificateExpiryService`).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
@@ -29,7 +33,18 @@ from api.problems import (
     problem_response,
     problem_responses,
 )
-from api.routers import anchors, auth, health, log, meters, readings
+from api.routers import (
+    accounts,
+    anchors,
+    auth,
+    certificates,
+    devices,
+    health,
+    log,
+    meters,
+    readings,
+    reports,
+)
 from api.security import TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
 from attestation.chain import ChainError
@@ -37,6 +52,8 @@ from attestation.scheduler import AnchorService
 from ledger.keyfiles import KeyFileError
 from ledger.log import LogNotInitialisedError
 from ledger.registry import Registry, open_registry
+
+logger = logging.getLogger(__name__)
 
 API_TITLE = "carbonledger"
 API_DESCRIPTION = (
@@ -56,6 +73,19 @@ OPENAPI_TAGS = [
     },
     {"name": "readings", "description": "Batch ingestion of signed meter readings."},
     {"name": "anchors", "description": "Log roots anchored on chain (public)."},
+    {
+        "name": "devices",
+        "description": "Generation devices: registration, approval by the issuer, issuance.",
+    },
+    {"name": "accounts", "description": "Registry accounts of the caller's organisation."},
+    {
+        "name": "certificates",
+        "description": (
+            "Granular (hourly, Wh) certificates as W3C VCs: split, transfer, retire, withdraw, "
+            "expire; proof bundles (public)."
+        ),
+    },
+    {"name": "reports", "description": "24/7 matching and Scope 2 reports."},
 ]
 
 
@@ -118,6 +148,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app.include_router(router, responses=common)
     for router in (anchors.router, anchors.bundle_router):
         app.include_router(router, responses=common)
+    for router in (
+        devices.router,
+        accounts.router,
+        certificates.router,
+        certificates.bundle_router,
+        reports.router,
+    ):
+        app.include_router(router, responses=common)
     return app
 
 
@@ -135,14 +173,74 @@ def _lifespan(
         except (ChainError, ValidationError) as exc:  # misconfiguration: say so and stop
             registry.close()
             raise StartupError(f"anchoring cannot start: {exc}") from exc
+        app.state.expiry = CertificateExpiryService.start(registry, settings.expiry_sweep_seconds)
         try:
             yield
         finally:
+            if app.state.expiry is not None:
+                app.state.expiry.close()
             if app.state.anchoring is not None:
                 app.state.anchoring.close()
             registry.close()
 
     return lifespan
+
+
+class CertificateExpiryService:
+    """Expires certificates past their validity every `interval` seconds, on a daemon thread.
+
+    An idle sweep is one small read and writes nothing (`expire_due_certificates`). A
+    failed sweep is logged and retried at the next interval; nothing is lost, since due
+    certificates stay due.
+    """
+
+    def __init__(self, registry: Registry, interval: float) -> None:
+        self.registry = registry
+        self.interval = interval
+        self.sweeps = 0
+        self.expired = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="carbonledger-expiry", daemon=True)
+
+    @classmethod
+    def start(cls, registry: Registry, interval: float) -> CertificateExpiryService | None:
+        """Start sweeping; None when `interval` is 0 (CARBONLEDGER_EXPIRY_SWEEP_SECONDS)."""
+        if interval <= 0:
+            return None
+        service = cls(registry, interval)
+        service._thread.start()
+        return service
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def sweep(self) -> list[str]:
+        """One sweep now: the ids of the certificates it expired."""
+        return certificates.expire_due_certificates(self.registry)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        # The first sweep runs at start-up, so a service restarted more often than the
+        # interval still expires what fell due.
+        while not self._stop.is_set():
+            try:
+                expired = self.sweep()
+            except Exception as exc:  # a database outage or a bug: log it, sweep again later
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.warning("certificate expiry sweep failed: %s", exc)
+            else:
+                self.sweeps += 1
+                self.expired += len(expired)
+                self.last_error = None
+                if expired:
+                    logger.info("expired %d certificates", len(expired))
+            self._stop.wait(self.interval)
 
 
 def open_services(settings: ApiSettings) -> tuple[Registry, TokenService]:

@@ -5,41 +5,50 @@ Every error response is `application/problem+json` with the members `type`, `tit
 below, `urn:carbonledger:problem:<slug>`; clients branch on it, never on `detail`.
 A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 
-| slug                   | status | when                                                 |
-| ---------------------- | ------ | ---------------------------------------------------- |
-| not-found              | 404    | no route matches, or the addressed resource is absent |
-| method-not-allowed     | 405    | the route exists, not for this method (see `Allow`)  |
-| validation-error       | 422    | query, path or body breaks its schema; `errors` lists |
-|                        |        | each failing field as {location, field, message}     |
-| payload-too-large      | 413    | the body exceeds CARBONLEDGER_MAX_REQUEST_BYTES      |
-| proof-request-invalid  | 400    | well-formed proof parameters the log cannot satisfy: |
-|                        |        | index or size beyond the current tree, from > to     |
-| unauthorized           | 401    | bearer token missing, malformed, badly signed, from  |
-|                        |        | another issuer or expired (`error`: invalid_token,   |
-|                        |        | absent when no token was sent)                       |
-| forbidden              | 403    | the token lacks a scope the route needs              |
-|                        |        | (`error`: insufficient_scope)                        |
-| invalid-client         | 401    | token endpoint: no HTTP Basic, unknown client or     |
-|                        |        | wrong secret                                         |
-| invalid-request        | 400    | token endpoint: a parameter is missing or repeated   |
-| unsupported-grant-type | 400    | token endpoint: grant_type is not client_credentials |
-| invalid-scope          | 400    | token endpoint: a requested scope is not the client's |
-| not-owner              | 403    | the meter belongs to another organisation            |
-| meter-exists           | 409    | a meter with this id is already registered           |
-| key-exists             | 409    | this public key is already registered (any meter)    |
-| key-already-revoked    | 409    | the key was revoked before; revocation is final      |
-| meter-request-invalid  | 400    | a meter or key request breaks a registry rule (e.g. a |
-|                        |        | bad public key, revocation before validFrom)         |
-| batch-too-large        | 413    | more readings in one batch than the configured limit |
-| range-invalid          | 400    | `from`/`to` not ordered, not on interval boundaries, |
-|                        |        | or too many intervals                                |
-| bundle-request-invalid | 400    | a proof bundle was asked for with no, too many, or   |
-|                        |        | malformed entry indices                              |
-| not-anchored           | 409    | no recorded anchor covers the entries of a bundle    |
-|                        |        | yet (`anchoredSize`, `logSize`); retry after the next |
-|                        |        | anchor                                               |
-| not-ready              | 503    | the log is not initialised or the database is down   |
-| internal-error         | 500    | an unexpected failure; logged, never described       |
+| slug                        | status | when                                                 |
+| --------------------------- | ------ | ---------------------------------------------------- |
+| not-found                   | 404    | no route matches, or the addressed resource is absent |
+| method-not-allowed          | 405    | the route exists, not for this method (see `Allow`)  |
+| validation-error            | 422    | query, path or body breaks its schema; `errors` lists |
+|                             |        | each failing field as {location, field, message}     |
+| payload-too-large           | 413    | the body exceeds CARBONLEDGER_MAX_REQUEST_BYTES      |
+| proof-request-invalid       | 400    | well-formed proof parameters the log cannot satisfy: |
+|                             |        | index or size beyond the current tree, from > to     |
+| unauthorized                | 401    | bearer token missing, malformed, badly signed, from  |
+|                             |        | another issuer or expired (`error`: invalid_token,   |
+|                             |        | absent when no token was sent)                       |
+| forbidden                   | 403    | the token lacks a scope the route needs              |
+|                             |        | (`error`: insufficient_scope)                        |
+| invalid-client              | 401    | token endpoint: no HTTP Basic, unknown client or     |
+|                             |        | wrong secret                                         |
+| invalid-request             | 400    | token endpoint: a parameter is missing or repeated   |
+| unsupported-grant-type      | 400    | token endpoint: grant_type is not client_credentials |
+| invalid-scope               | 400    | token endpoint: a requested scope is not the client's |
+| not-owner                   | 403    | the meter, device, account or certificate belongs to |
+|                             |        | another organisation                                 |
+| meter-exists                | 409    | a meter with this id is already registered           |
+| key-exists                  | 409    | this public key is already registered (any meter)    |
+| key-already-revoked         | 409    | the key was revoked before; revocation is final      |
+| meter-request-invalid       | 400    | a meter or key request breaks a registry rule (e.g. a |
+|                             |        | bad public key, revocation before validFrom)         |
+| batch-too-large             | 413    | more readings in one batch than the configured limit |
+| range-invalid               | 400    | `from`/`to` not ordered, not on interval boundaries, |
+|                             |        | or too many intervals                                |
+| bundle-request-invalid      | 400    | a proof bundle was asked for with no, too many, or   |
+|                             |        | malformed entry indices                              |
+| not-anchored                | 409    | no recorded anchor covers the entries of a bundle    |
+|                             |        | yet (`anchoredSize`, `logSize`); retry after the next |
+|                             |        | anchor                                               |
+| certificate-request-invalid | 400    | a device, account or certificate request breaks a    |
+|                             |        | registry rule (e.g. a non-renewable source, hours    |
+|                             |        | not on the hour, a partial volume out of range)      |
+| state-conflict              | 409    | the registry's state forbids the request now (device |
+|                             |        | exists or not approved, certificate retired, split,  |
+|                             |        | expired or withdrawn, ...); `rule`: the stable slug  |
+|                             |        | of the certificate rule that refused it (see         |
+|                             |        | `ledger.certificate_rules`), when a rule did         |
+| not-ready                   | 503    | the log is not initialised or the database is down   |
+| internal-error              | 500    | an unexpected failure; logged, never described       |
 
 Token-endpoint and bearer-token problems also carry `error`, the OAuth 2.0 error code
 (RFC 6749 §5.2, RFC 6750 §3.1), so OAuth client libraries understand them.
@@ -61,6 +70,13 @@ from starlette.responses import Response
 
 from api.schemas.problem import OAuthProblem, Problem, ValidationProblem
 from attestation.bundle import BundleRequestError, NotYetAnchoredError
+from ledger.certificate_rules import (
+    CertificateRequestError,
+    NotOwnedError,
+    RecordNotFoundError,
+    RuleViolationError,
+    StateConflictError,
+)
 from ledger.log import EntryNotFoundError, LogNotInitialisedError
 from ledger.merkle import ProofRequestError
 
@@ -105,6 +121,10 @@ BATCH_TOO_LARGE = ProblemType("batch-too-large", 413, "Too many readings in one 
 RANGE_INVALID = ProblemType("range-invalid", 400, "Range invalid")
 BUNDLE_REQUEST_INVALID = ProblemType("bundle-request-invalid", 400, "Bundle request invalid")
 NOT_ANCHORED = ProblemType("not-anchored", 409, "Not anchored yet")
+CERTIFICATE_REQUEST_INVALID = ProblemType(
+    "certificate-request-invalid", 400, "Certificate request invalid"
+)
+STATE_CONFLICT = ProblemType("state-conflict", 409, "Conflicts with the registry's state")
 NOT_READY = ProblemType("not-ready", 503, "Service not ready")
 INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
 
@@ -129,6 +149,8 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     RANGE_INVALID,
     BUNDLE_REQUEST_INVALID,
     NOT_ANCHORED,
+    CERTIFICATE_REQUEST_INVALID,
+    STATE_CONFLICT,
     NOT_READY,
     INTERNAL_ERROR,
 )
@@ -311,6 +333,30 @@ async def _not_anchored(request: Request, exc: Exception) -> Response:
     )
 
 
+def certificate_problem(exc: CertificateRequestError) -> ProblemError:
+    """The problem for a device, account or certificate error (most specific class first)."""
+    if isinstance(exc, RecordNotFoundError):
+        return ProblemError(NOT_FOUND, str(exc))
+    if isinstance(exc, NotOwnedError):
+        return ProblemError(NOT_OWNER, str(exc))
+    if isinstance(exc, RuleViolationError):
+        return ProblemError(STATE_CONFLICT, str(exc), extensions={"rule": exc.rule})
+    if isinstance(exc, StateConflictError):
+        return ProblemError(STATE_CONFLICT, str(exc))
+    return ProblemError(CERTIFICATE_REQUEST_INVALID, str(exc))
+
+
+async def _certificate_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CertificateRequestError)
+    problem = certificate_problem(exc)
+    return problem_response(
+        problem.kind,
+        problem.problem_detail,
+        instance=request.url.path,
+        extensions=problem.extensions,
+    )
+
+
 async def _log_not_initialised(request: Request, exc: Exception) -> Response:
     return problem_response(NOT_READY, str(exc), instance=request.url.path)
 
@@ -329,6 +375,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LogNotInitialisedError, _log_not_initialised)
     app.add_exception_handler(BundleRequestError, _bundle_request_error)
     app.add_exception_handler(NotYetAnchoredError, _not_anchored)
+    # The ledger's device, account and certificate functions raise these; one mapping for all.
+    app.add_exception_handler(CertificateRequestError, _certificate_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

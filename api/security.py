@@ -61,7 +61,7 @@ KNOWN_SCOPES: Mapping[str, str] = MappingProxyType(
         SCOPE_DEVICES_WRITE: "Register the organisation's devices and request issuance for them.",
         SCOPE_CERTIFICATES_READ: "Read the organisation's accounts and certificates.",
         SCOPE_CERTIFICATES_WRITE: "Open accounts; transfer, split and retire certificates.",
-        SCOPE_ISSUER: "Act as the registry issuer: approve devices, withdraw and expire certificates.",
+        SCOPE_ISSUER: "Act as the registry issuer: approve devices; withdraw, expire certificates.",
         SCOPE_REPORTS_READ: "Read the organisation's 24/7 matching and Scope 2 reports.",
     }
 )

@@ -33,6 +33,15 @@ class ApiSettings(LedgerSettings):
         ge=1024,
         description="Largest body accepted by POST /v1/readings (a batch of signed readings).",
     )
+    expiry_sweep_seconds: float = Field(
+        default=3600,
+        ge=0,
+        le=86400,
+        description=(
+            "How often `serve` expires certificates past their validity "
+            "(`certificate.expired/1`); 0 turns the sweep off."
+        ),
+    )
 
     def resolved_token_secret_file(self) -> Path:
         return self.token_secret_file or self.data_dir / "token-secret"

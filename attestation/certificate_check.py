@@ -40,7 +40,7 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -538,12 +538,24 @@ def _describe_account(entry: Mapping[str, Any]) -> str:
     return f"account {account} of organisation {_text(entry, 'organisation', _UUID)}"
 
 
+_ISSUED_FIELDS = frozenset({"kind", "account", "credential"})
+
+
 def _describe_issued(entry: Mapping[str, Any]) -> str:
-    _fields(entry, frozenset({"kind", "credential"}))
+    if "credential" not in entry:
+        raise _ProblemError("fields: missing ['credential']")
     facts = credential_facts(entry["credential"])
+    # Issuance names the anchored size its production came from; a split child does not.
+    split_child = facts.split_from is not None
+    _fields(entry, _ISSUED_FIELDS if split_child else _ISSUED_FIELDS | {"anchoredSize"})
+    account = _text(entry, "account", _UUID)
+    if not split_child:
+        anchored = entry["anchoredSize"]
+        if type(anchored) is not int or anchored < 0:
+            raise _ProblemError("anchoredSize must be a non-negative integer")
     return (
-        f"credential {facts.certificate} ({facts.volume_wh:,} Wh, serials {facts.serial}); "
-        f"eddsa-jcs-2022 proof by {facts.issuer} verifies"
+        f"credential {facts.certificate} ({facts.volume_wh:,} Wh, serials {facts.serial}) "
+        f"into account {account}; eddsa-jcs-2022 proof by {facts.issuer} verifies"
     )
 
 
@@ -868,7 +880,7 @@ class _Analysis:
             hour_start=root.hour_start,
             serial_start=root.serial_start,
             serial_end=root.serial_end,
-            account="",  # the issuing account is named by the first statement that moves it
+            account=str(self.context.decoded[lineage[0][0]]["account"]),
             valid_until=root.valid_until,
         )
         outcome = _Outcome(state)
@@ -885,9 +897,6 @@ class _Analysis:
                     "status",
                     f"statement {index} concerns {facts['certificate']}, which holds nothing then",
                 )
-            holder = facts.get("account", facts.get("from"))
-            if holder is not None and not state.account:
-                state = replace(state, account=holder)
             outcome.statements += 1
             try:
                 state, position = _apply(
@@ -939,8 +948,7 @@ def _status_words(outcome: _Outcome, now: int) -> str:
             f"{outcome.holder_organisation} (transferred {times}); valid until "
             f"{_iso(state.valid_until)}"
         )
-    holder = f"account {state.account}" if state.account else "the account it was issued into"
-    return f"active, held by {holder}; valid until {_iso(state.valid_until)}"
+    return f"active, held by account {state.account}; valid until {_iso(state.valid_until)}"
 
 
 def _meters_words(per_meter: Mapping[str, int]) -> str:

@@ -29,9 +29,8 @@ implausible flag, leaf hash: 57 bytes a reading, ~2 MB per meter-year at 15-minu
 readings), which production and evidence checks need. Consumption meters keep only their
 last reading. The log itself is streamed.
 
-`certificate.issued/1` does not name the account a root certificate is issued to, so until
-a statement names its holder (split, transfer, retire) the replay knows only that it is an
-account of the producer (`holder` is `""`); the first such statement must name one.
+`certificate.issued/1` names the account a certificate starts in and, for issuance, the
+anchored size whose readings counted: production is recomputed from exactly those readings.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,7 +70,6 @@ MAX_REPORTED_VIOLATIONS = 1_000
 otherwise make the report as large as the log)."""
 PLAUSIBILITY_NUMERATOR, PLAUSIBILITY_DENOMINATOR = 11, 10
 """As `ledger.ingest`: an interval is implausible above capacity x time x 1.1."""
-UNKNOWN_HOLDER = ""
 MAX_KINDS_COUNTED = 256
 """Distinct entry kinds counted by name; further ones are counted as "(other)"."""
 
@@ -473,20 +471,6 @@ class Replay:
             raise _ProblemError("device-approval", f"device {device!r} was approved before")
         record.approved_at = self.report.size - 1
 
-    def _holder(self, state: CertificateState, account: str) -> CertificateState:
-        """The state with its holder known: the first statement names the producer's account."""
-        if state.account != UNKNOWN_HOLDER:
-            return state
-        producer = self.report.producers[state.certificate]
-        owner = self._accounts.get(account)
-        if owner != producer:
-            raise _ProblemError(
-                "not-holder",
-                f"{state.certificate} was issued to an account of producer {producer}; "
-                f"account {account} belongs to {owner or 'nobody (never opened)'}",
-            )
-        return replace(state, account=account)
-
     def _split(
         self, index: int, entry: dict[str, Any], state: CertificateState, at: int
     ) -> CertificateState:
@@ -512,7 +496,6 @@ class Replay:
             )
         if len({cid for cid, _, _ in parts}) != len(parts):
             raise _ProblemError("duplicate-certificate", "a split names one child twice")
-        state = self._holder(state, account)
         parent, kids = rules.split(state, children=parts, account=account, at=at)
         for kid in kids:
             self._pending[kid.certificate] = _PendingChild(kid, index)
@@ -534,7 +517,6 @@ class Replay:
                 f"toOrganisation is {entry.get('toOrganisation')!r}; account {destination} "
                 f"belongs to {organisation}",
             )
-        state = self._holder(state, source)
         return rules.transfer(state, from_account=source, to_account=destination, at=at)
 
     def _retire(
@@ -549,7 +531,6 @@ class Replay:
         start = _epoch(entry.get("reportingPeriodStart"), "reportingPeriodStart")
         if _epoch(entry.get("reportingPeriodEnd"), "reportingPeriodEnd") <= start:
             raise _ProblemError("retire-period", "the reporting period ends before it starts")
-        state = self._holder(state, account)
         return rules.retire(state, account=account, beneficiary=beneficiary, at=at)
 
     def _expire(
@@ -600,18 +581,31 @@ class Replay:
             valid_until=_epoch(credential.get("validUntil"), "validUntil"),
         )
         _check_subject_arithmetic(subject, claim)
+        account = entry.get("account")
+        if not isinstance(account, str):
+            raise _ProblemError("malformed-entry", "certificate.issued/1 names no account")
         parent = subject.get("splitFrom")
         if parent is not None:
-            self._issued_child(claim, parent)
+            if "anchoredSize" in entry:
+                raise _ProblemError("malformed-entry", "a split child has no anchoredSize")
+            self._issued_child(claim, parent, account)
         else:
-            self._issued_root(index, credential, subject, claim)
+            anchored = entry.get("anchoredSize")
+            if type(anchored) is not int or not 0 <= anchored <= index:
+                raise _ProblemError(
+                    "malformed-entry",
+                    f"anchoredSize must be an integer between 0 and the entry's index {index}",
+                )
+            self._issued_root(index, credential, subject, claim, account, anchored)
 
-    def _issued_root(
+    def _issued_root(  # noqa: PLR0917 - one issuance's facts, each checked below
         self,
         index: int,
         credential: Mapping[str, Any],
         subject: Mapping[str, Any],
         claim: _Claim,
+        account: str,
+        anchored: int,
     ) -> None:
         device = self._devices.get(claim.device)
         if device is None:
@@ -634,9 +628,18 @@ class Replay:
                 )
         key = (claim.device, claim.hour)
         issued = self.report.issued_by_hour.get(key, 0)
-        problems = self._range_problems(index, device, claim, issued)
+        problems = self._range_problems(index, device, claim, issued, anchored)
+        producer = device.registration["organisation"]
+        if self._accounts.get(account) != producer:
+            problems.append(
+                _ProblemError(
+                    "not-holder",
+                    f"{claim.certificate} is issued into account {account}, which is not an "
+                    f"opened account of producer {producer}",
+                )
+            )
         try:
-            self._check_evidence(credential, device, claim)
+            self._check_evidence(credential, device, claim, anchored)
         except _ProblemError as evidence_problem:
             problems.append(evidence_problem)
         # Recorded even when a rule failed: later statements may refer to it.
@@ -647,7 +650,7 @@ class Replay:
             hour_start=claim.hour,
             serial_start=claim.start,
             serial_end=claim.end,
-            account=UNKNOWN_HOLDER,
+            account=account,
             valid_until=claim.valid_until,
         )
         self.report.issued_by_hour[key] = max(issued, claim.end)
@@ -655,7 +658,7 @@ class Replay:
             self.report.add(Violation(index, found.rule, str(found)))
 
     def _range_problems(
-        self, index: int, device: _Device, claim: _Claim, issued: int
+        self, index: int, device: _Device, claim: _Claim, issued: int, anchored: int
     ) -> list[_ProblemError]:
         """Rule 1: contiguous (hence disjoint) root ranges within the hour's production."""
         problems: list[_ProblemError] = []
@@ -676,7 +679,7 @@ class Replay:
                     f"{claim.device} hour {hour_text} is {issued}",
                 )
             )
-        production = self._production(device, claim.hour)
+        production = self._production(device, claim.hour, anchored)
         if production is None:
             problems.append(
                 _ProblemError(
@@ -690,13 +693,13 @@ class Replay:
                 _ProblemError(
                     "over-issuance",
                     f"{claim.certificate} issues up to serial {claim.end} of {claim.device} hour "
-                    f"{hour_text}, but the readings before entry {index} meter only "
+                    f"{hour_text}, but the readings below its anchored size {anchored} meter only "
                     f"{production} Wh",
                 )
             )
         return problems
 
-    def _issued_child(self, claim: _Claim, parent: object) -> None:
+    def _issued_child(self, claim: _Claim, parent: object, account: str) -> None:
         pending = self._pending.pop(claim.certificate, None)
         if pending is None:
             raise _ProblemError(
@@ -719,20 +722,33 @@ class Replay:
                 f"{claim.certificate}'s credential (splitFrom, device, hour, range, validUntil) "
                 f"= {facts} differs from its split at entry {pending.split_index}: {wanted}",
             )
+        if account != kid.account:
+            raise _ProblemError(
+                "not-holder",
+                f"{claim.certificate} is issued into account {account}; its split put it in "
+                f"{kid.account}",
+            )
         self.report.producers[claim.certificate] = self.report.producers[str(parent)]
         self.report.certificates[claim.certificate] = kid
 
-    def _points(self, meter_id: str, hour: int) -> list[ReadingPoint]:
-        """The meter's readings (so far) that bound segments overlapping (hour, hour+1h]."""
+    def _points(self, meter_id: str, hour: int, below: int) -> list[ReadingPoint]:
+        """The meter's readings with a log index below `below` that bound segments
+        overlapping (hour, hour+1h] (a meter's readings are in log order, so a prefix)."""
         meter = self._meters[meter_id]
-        low = max(bisect_right(meter.times, hour) - 1, 0)
-        high = min(bisect_left(meter.times, hour + HOUR), len(meter.times) - 1)
+        count = bisect_left(meter.indices, below)
+        if not count:
+            return []
+        low = max(bisect_right(meter.times, hour, 0, count) - 1, 0)
+        high = min(bisect_left(meter.times, hour + HOUR, 0, count), count - 1)
         return [meter.point(meter_id, position) for position in range(low, high + 1)]
 
-    def _production(self, device: _Device, hour: int) -> int | None:
-        """The hour's production from every reading so far; None when it is flagged."""
+    def _production(self, device: _Device, hour: int, below: int) -> int | None:
+        """The hour's production from the readings below the issuance's anchored size, as the
+        service saw them; None when the hour is flagged."""
         scan = hourly_production(
-            {meter: self._points(meter, hour) for meter in device.meters}, hour, hour + HOUR
+            {meter: self._points(meter, hour, below) for meter in device.meters},
+            hour,
+            hour + HOUR,
         )
         if hour in scan.flagged_hours:
             return None
@@ -740,7 +756,7 @@ class Replay:
         return production.metered_wh if production is not None else 0
 
     def _check_evidence(
-        self, credential: Mapping[str, Any], device: _Device, claim: _Claim
+        self, credential: Mapping[str, Any], device: _Device, claim: _Claim, anchored: int
     ) -> None:
         evidence = credential.get("evidence")
         if not isinstance(evidence, list) or len(evidence) != 1:
@@ -754,6 +770,12 @@ class Replay:
             )
         metered = _integer(item, "meteredWh", "the evidence")
         by_meter = self._evidence_points(item.get("readings"), device, claim.device)
+        late = [p.index for points in by_meter.values() for p in points if p.index >= anchored]
+        if late:
+            raise _ProblemError(
+                "evidence-not-anchored",
+                f"evidence reading {late[0]} lies beyond the issuance's anchored size {anchored}",
+            )
         scan = hourly_production(by_meter, claim.hour, claim.hour + HOUR)
         counted = scan.hours.get(claim.hour)
         if claim.hour in scan.flagged_hours:

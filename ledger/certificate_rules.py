@@ -100,7 +100,8 @@ def serial_text(device: str, hour_start: int, serial_start: int, serial_end: int
     return f"{device}/{hour}/{serial_start}-{serial_end - 1}"
 
 
-def _require_movable(state: CertificateState, at: int, action: str) -> None:
+def require_movable(state: CertificateState, at: int, action: str) -> None:
+    """Only an active certificate before its `validUntil` may be split, moved or retired."""
     if state.status is not CertificateStatus.ACTIVE:
         rule = {
             CertificateStatus.RETIRED: "retired-is-final",
@@ -127,7 +128,7 @@ def _require_holder(state: CertificateState, account: str) -> None:
 def transfer(
     state: CertificateState, *, from_account: str, to_account: str, at: int
 ) -> CertificateState:
-    _require_movable(state, at, "transferred")
+    require_movable(state, at, "transferred")
     _require_holder(state, from_account)
     if to_account == from_account:
         raise RuleViolationError("same-account", "a transfer needs a different destination account")
@@ -157,7 +158,7 @@ def split(
     state: CertificateState, *, children: list[tuple[str, int, int]], account: str, at: int
 ) -> tuple[CertificateState, list[CertificateState]]:
     """The parent (now holding nothing) and its children, in the parent's account."""
-    _require_movable(state, at, "split")
+    require_movable(state, at, "split")
     _require_holder(state, account)
     split_ranges(state, [end - start for _, start, end in children])
     expected = state.serial_start
@@ -182,7 +183,7 @@ def split(
 
 
 def retire(state: CertificateState, *, account: str, beneficiary: str, at: int) -> CertificateState:
-    _require_movable(state, at, "retired")
+    require_movable(state, at, "retired")
     _require_holder(state, account)
     return replace(state, status=CertificateStatus.RETIRED, beneficiary=beneficiary)
 

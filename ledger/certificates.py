@@ -287,6 +287,8 @@ def _split_in(
     """Split `row` (checked by the rules) into children with their own credentials."""
     session = tx.session
     state = _state(row)
+    # The state first: a retired certificate is "retired", whatever volumes were asked.
+    rules.require_movable(state, at, "split")
     ranges = rules.split_ranges(state, list(volumes))
     children = [(f"urn:uuid:{uuid.uuid4()}", start, end) for start, end in ranges]
     parent_state, child_states = rules.split(
@@ -329,7 +331,7 @@ def _split_in(
         _, credential_jcs = sign_credential_jcs(
             unsigned, issuer.private_key, ProofOptions(epoch_text(at), issuer.verification_method)
         )
-        index = tx.append_canonical(issued_leaf(credential_jcs))
+        index = tx.append_canonical(issued_leaf(credential_jcs, account=row.account_id))
         child = Certificate(
             id=cid,
             device_id=row.device_id,

@@ -15,7 +15,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.certificate_rules import (
@@ -42,6 +42,8 @@ DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_METERS_PER_DEVICE = 32
 MAX_NAME_CHARS = 200
 MAX_PAGE = 500
+MAX_ACCOUNTS_LISTED = MAX_PAGE
+"""Accounts per organisation: all of them fit one listing."""
 RENEWABLE_SOURCES = frozenset(
     {
         EnergySource.SOLAR,
@@ -297,6 +299,15 @@ def open_account(log: Log, organisation_id: str, name: str) -> AccountRecord:
         )
         if clash is not None:
             raise StateConflictError(f"the organisation already has an account named {name!r}")
+        held = session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(Account.organisation_id == organisation_id)
+        )
+        if held is not None and held >= MAX_ACCOUNTS_LISTED:
+            raise StateConflictError(
+                f"an organisation holds at most {MAX_ACCOUNTS_LISTED} accounts"
+            )
         index = tx.append(
             {
                 "kind": "account.opened/1",
@@ -333,8 +344,12 @@ def get_account(database: Database, account_id: str, organisation_id: str | None
 
 
 def list_accounts(database: Database, organisation_id: str) -> list[AccountRecord]:
+    """The organisation's accounts by name, at most `MAX_ACCOUNTS_LISTED` of them."""
     with database.read() as session:
         rows = session.scalars(
-            select(Account).where(Account.organisation_id == organisation_id).order_by(Account.name)
+            select(Account)
+            .where(Account.organisation_id == organisation_id)
+            .order_by(Account.name)
+            .limit(MAX_ACCOUNTS_LISTED)
         )
         return [AccountRecord.from_row(row) for row in rows]

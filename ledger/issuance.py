@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from ledger.canonical import MAX_CANONICAL_BYTES
+from ledger.canonical import MAX_CANONICAL_BYTES, canonical_json
 from ledger.certificate_rules import (
     HOUR,
     CertificateRequestError,
@@ -295,17 +295,24 @@ def evidence_of(origin: str, hour: HourProduction) -> list[dict[str, Any]]:
     ]
 
 
-_ISSUED_PREFIX = b'{"credential":'
 _ISSUED_SUFFIX = b',"kind":"' + ISSUED_KIND.encode() + b'"}'
 
 
-def issued_leaf(credential_jcs: bytes) -> bytes:
+def issued_leaf(credential_jcs: bytes, *, account: str, anchored_size: int | None = None) -> bytes:
     """The `certificate.issued/1` leaf around a credential's JCS bytes.
 
-    JCS orders "credential" before "kind", so the leaf is the two spliced together: the
-    credential is not canonicalised a second time (issuance signs thousands per request).
+    `account` is where the certificate starts its life; `anchored_size` (issuance only, not
+    split children) is the log size whose readings production was computed from, so an
+    auditor recomputes exactly what the service could see. JCS orders the members
+    "account" < "anchoredSize" < "credential" < "kind", so the leaf is spliced together
+    and the credential is not canonicalised a second time (thousands per request).
     """
-    leaf = _ISSUED_PREFIX + credential_jcs + _ISSUED_SUFFIX
+    parts = [b'{"account":', canonical_json(account)]
+    if anchored_size is not None:
+        assert anchored_size >= 0
+        parts += [b',"anchoredSize":', str(anchored_size).encode()]
+    parts += [b',"credential":', credential_jcs, _ISSUED_SUFFIX]
+    leaf = b"".join(parts)
     if len(leaf) > MAX_CANONICAL_BYTES:
         raise CertificateRequestError(
             f"the credential is {len(leaf)} bytes as a log entry; "
@@ -363,7 +370,8 @@ def issue_certificates(
             issued_at=moment,
             valid_until=add_months(hour.hour_start + HOUR, validity_months),
         )
-        return _Draft(certificate_id, hour, issued_wh, issued_leaf(credential_jcs))
+        leaf = issued_leaf(credential_jcs, account=account_id, anchored_size=anchored_size)
+        return _Draft(certificate_id, hour, issued_wh, leaf)
 
     drafts = {
         hour: draft(production, counters.get(hour, (0, 0))[1]) for hour, production in over.items()

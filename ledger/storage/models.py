@@ -278,6 +278,7 @@ class Certificate(Base):
         ),
         Index("ix_certificate_device_hour", "device_id", "hour_start"),
         Index("ix_certificate_account_status", "account_id", "status"),
+        Index("ix_certificate_status_expires", "status", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -156,6 +156,10 @@ def test_openapi_documents_problems_tags_and_scopes(client: TestClient) -> None:
         "meters",
         "readings",
         "anchors",
+        "devices",
+        "accounts",
+        "certificates",
+        "reports",
     }
 
     schemes = document["components"]["securitySchemes"]

@@ -268,7 +268,7 @@ def test_statement_with_a_bad_signature_is_caught(
     _only(registry, index, "bad-signature", "does not verify")
     # A statement that failed its signature is not applied: the certificate did not move.
     report = replay_log(registry.log)
-    assert report.certificates[certificate].account == ""
+    assert report.certificates[certificate].account == scenario.producer_account
 
 
 def test_statement_signed_by_an_undeclared_key_is_caught(

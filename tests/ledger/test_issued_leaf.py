@@ -45,6 +45,11 @@ def test_spliced_leaf_equals_canonical_entry(name: str, volume: int, extra_key: 
         # Lone surrogates cannot be canonicalised at all (either path).
         return
     assert json.loads(encoded) == signed
-    leaf = issued_leaf(encoded)
-    assert leaf == canonical_entry({"kind": ISSUED_KIND, "credential": signed})
+    account = "0f532a45-ab66-4d5a-85a4-c634b12819d1"
+    for anchored in (None, 0, volume):
+        leaf = issued_leaf(encoded, account=account, anchored_size=anchored)
+        entry = {"kind": ISSUED_KIND, "account": account, "credential": signed}
+        if anchored is not None:
+            entry["anchoredSize"] = anchored
+        assert leaf == canonical_entry(entry)
     assert verify_credential(signed).issuer == _DID

@@ -108,6 +108,8 @@ def upgrade() -> None:
     op.create_index("ix_certificate_device_hour", "certificate", ["device_id", "hour_start"])
     op.create_index("ix_certificate_account_status", "certificate", ["account_id", "status"])
     op.create_index("ix_certificate_parent_id", "certificate", ["parent_id"])
+    # The expiry sweep asks for active certificates past their validity.
+    op.create_index("ix_certificate_status_expires", "certificate", ["status", "expires_at"])
     op.create_table(
         "certificate_retirement",
         sa.Column(
