@@ -1061,3 +1061,7 @@ def main() -> NoReturn:
     app()
     # Click always exits; this line only documents that for the type checker.
     raise SystemExit(EXIT_OK)  # pragma: no cover
+
+
+if __name__ == "__main__":  # `python -m api.cli …`, e.g. from a checkout without the script
+    main()
