@@ -20,6 +20,7 @@ Drawn on a bare `Figure` with the Agg canvas: no pyplot state, no display, safe 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,9 +115,18 @@ def write_chart(report: MatchingReport, path: Path) -> None:
         ("supply_wh", "retired supply", "#1f77b4"),
         ("matched_wh", "matched", "#2ca02c"),
     ):
+        # Markers: a report of a single day is one point, which a bare line would not show.
         bottom.plot(
-            days, daily[column].to_numpy() / day_scale, label=label, color=colour, linewidth=1.2
+            days,
+            daily[column].to_numpy() / day_scale,
+            label=label,
+            color=colour,
+            linewidth=1.2,
+            marker="o",
+            markersize=3 if len(days) <= 62 else 0,
         )
+    if len(days) == 1:
+        bottom.set_xlim(days[0] - timedelta(days=1), days[0] + timedelta(days=1))
     bottom.set_ylabel(f"{day_unit} per day (UTC)")
     bottom.set_ylim(bottom=0)
     bottom.legend(loc="upper right")
