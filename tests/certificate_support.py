@@ -12,7 +12,16 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from meter_support import EPOCH, T0, add_meter, generation_spec, new_key, new_organisation, sign
+from meter_support import (
+    EPOCH,
+    T0,
+    MeterKeyPair,
+    add_meter,
+    generation_spec,
+    new_key,
+    new_organisation,
+    sign,
+)
 
 from ledger.certificate_rules import HOUR
 from ledger.devices import DeviceSpec, approve_device, open_account, register_device
@@ -43,6 +52,8 @@ class Scenario:
     meter: str
     producer_account: str
     buyer_account: str
+    meter_key: MeterKeyPair
+    """The generation meter's key, so a test can go on adding readings."""
 
 
 def producer_scenario(
@@ -84,7 +95,7 @@ def producer_scenario(
     approve_device(registry.log, registry.issuer(), device)
     producer_account = open_account(registry.log, producer, "trading").account_id
     buyer_account = open_account(registry.log, buyer, "claims").account_id
-    return Scenario(producer, buyer, device, meter, producer_account, buyer_account)
+    return Scenario(producer, buyer, device, meter, producer_account, buyer_account, key)
 
 
 def add_readings(

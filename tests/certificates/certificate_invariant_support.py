@@ -11,29 +11,21 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from itertools import pairwise
 from typing import Any
 
-from certificate_support import CAPACITY_W, Scenario, add_readings, solar_export_wh
+from certificate_support import Scenario, producer_scenario, solar_export_wh
 from meter_support import (
-    EPOCH,
     T0,
     MeterKeyPair,
-    add_meter,
-    generation_spec,
-    new_key,
-    new_organisation,
     sign,
 )
 from sqlalchemy import select
 
 from ledger.certificate_rules import HOUR, CertificateStatus
 from ledger.credentials import verify_credential, verify_statement
-from ledger.devices import DeviceSpec, approve_device, open_account, register_device
 from ledger.energy import Segment, split_energy
 from ledger.ingest import ingest
-from ledger.meters import EnergySource, GridRegion, register_key
 from ledger.registry import Registry
 from ledger.storage.models import Certificate, DeviceHour, LogEntry
 
@@ -254,32 +246,10 @@ def keyed_scenario(
     registry: Registry, *, hours: int = 24, step: int = 900, tag: str = "1"
 ) -> tuple[Scenario, ReadingStream]:
     """`certificate_support.producer_scenario`, plus the meter key, so readings can go on."""
-    producer = new_organisation(registry)
-    buyer = new_organisation(registry)
-    meter, device = f"gen-{tag}", f"solar-{tag}"
-    add_meter(registry, producer, generation_spec(meter, capacity_w=CAPACITY_W))
-    key = new_key()
-    register_key(registry.log, meter, key.spki, organisation_id=producer, valid_from=EPOCH)
-    add_readings(registry, producer, key_pair=key, meter=meter, start=T0, hours=hours, step=step)
-    register_device(
-        registry.log,
-        producer,
-        DeviceSpec(
-            device_id=device,
-            name="Rooftop solar, Suzhou",
-            energy_source=EnergySource.SOLAR,
-            technology="photovoltaic",
-            capacity_w=CAPACITY_W,
-            commissioning_date=date(2025, 3, 1),
-            province="CN-JS",
-            grid_region=GridRegion.EAST,
-            meters=(meter,),
-        ),
+    scenario = producer_scenario(
+        registry, hours=hours, step=step, device=f"solar-{tag}", meter=f"gen-{tag}"
     )
-    approve_device(registry.log, registry.issuer(), device)
-    producer_account = open_account(registry.log, producer, "trading").account_id
-    buyer_account = open_account(registry.log, buyer, "claims").account_id
-    scenario = Scenario(producer, buyer, device, meter, producer_account, buyer_account)
+    producer, meter, key = scenario.producer, scenario.meter, scenario.meter_key
     count = hours * HOUR // step + 1
     stream = ReadingStream(
         registry,

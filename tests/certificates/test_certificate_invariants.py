@@ -255,12 +255,14 @@ class CertificateMachine(RuleBasedStateMachine):
         volumes = [row.volume * weight // total for weight in weights[:-1]]
         volumes.append(row.volume - sum(volumes) + (1 if wrong_total else 0))
         slug: str | None
-        if not 2 <= len(volumes) <= 64 or min(volumes) <= 0:
+        # The certificate's state is checked before the volumes asked for.
+        ok, slug = self._movable(row, late)
+        if not ok:
+            pass
+        elif not 2 <= len(volumes) <= 64 or min(volumes) <= 0:
             ok, slug = False, "split-parts"
         elif sum(volumes) != row.volume:
             ok, slug = False, "split-partition"
-        else:
-            ok, slug = self._movable(row, late)
         children = self._attempt(
             "split",
             lambda: split_certificate(
