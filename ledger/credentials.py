@@ -334,19 +334,42 @@ def sign_credential(
     return _sign(unsigned, private_key, options, None)
 
 
+@lru_cache(maxsize=256)
+def _member_prefix(name: str) -> bytes:
+    return canonical_json_checked(name) + b":"
+
+
 def sign_credential_jcs(
-    unsigned: Mapping[str, Any], private_key: Ed25519PrivateKey, options: ProofOptions
+    unsigned: Mapping[str, Any],
+    private_key: Ed25519PrivateKey,
+    options: ProofOptions,
+    *,
+    built_from_checked_fields: bool = False,
 ) -> tuple[dict[str, Any], bytes]:
     """`sign_credential`, plus the JCS bytes of the signed credential.
 
-    For the issuer, which stores every credential canonically in a log leaf: when the
-    document is on the canonical fast path, its bytes are encoded once for the hash and once
-    with the proof, instead of walking and encoding it three times.
+    For the issuer, which stores every credential canonically in a log leaf and signs
+    thousands per request: each top-level member is encoded once and the unsecured and the
+    signed documents are assembled from those pieces (JCS of an object with ASCII member
+    names is its members in sorted order). `built_from_checked_fields` skips the walk that
+    proves the document is on the canonical fast path; pass it only for documents built from
+    fixed ASCII member names, integers within +-(2^53 - 1) and no floats (the issuance code).
     """
-    if isinstance(unsigned, dict) and fast_path_safe(unsigned):
-        signed = _sign(unsigned, private_key, options, canonical_json_checked(unsigned))
-        # The proof adds ASCII member names and string values only.
-        return signed, canonical_json_checked(signed)
+    if isinstance(unsigned, dict) and (built_from_checked_fields or fast_path_safe(unsigned)):
+        try:
+            pieces = {
+                key: _member_prefix(key) + canonical_json_checked(value)
+                for key, value in unsigned.items()
+            }
+        except UnicodeEncodeError:
+            pass  # a lone surrogate somewhere: the general path reports it
+        else:
+            names = sorted(pieces)
+            document = b"{" + b",".join(pieces[name] for name in names) + b"}"
+            signed = _sign(unsigned, private_key, options, document)
+            pieces["proof"] = _member_prefix("proof") + canonical_json_checked(signed["proof"])
+            signed_bytes = b"{" + b",".join(pieces[name] for name in sorted(pieces)) + b"}"
+            return signed, signed_bytes
     signed = _sign(unsigned, private_key, options, None)
     return signed, _canonical(signed, "the signed credential")
 

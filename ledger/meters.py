@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -207,7 +208,9 @@ def from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+@lru_cache(maxsize=16_384)
 def epoch_text(seconds: int) -> str:
+    # Cached: issuance spells the same hour boundaries for thousands of credentials.
     return format_time(from_epoch(seconds))
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody
+from api.security import KNOWN_SCOPES
 from ledger.checkpoint import NoteVerifier, open_checkpoint
 from ledger.clients import authenticate_client
 from ledger.merkle import leaf_hash, root_of_leaves
@@ -133,8 +134,7 @@ def _client_count(cli_registry: CliRegistry) -> int:
     [
         (
             ["--scopes", "log:read logs:write"],
-            "unknown scope logs:write; known scopes: admin, audit:read, log:read, meters:read, "
-            "meters:write, readings:read, readings:write",
+            "unknown scope logs:write; known scopes: " + ", ".join(sorted(KNOWN_SCOPES)),
         ),
         ([], "give the client's scopes"),
         (["--scopes", " , "], "give the client's scopes"),
