@@ -60,10 +60,9 @@ from ledger.issuance import (
     MAX_EVIDENCE_READINGS,
     ReadingPoint,
     hourly_production,
-    leaf_hash_of,
 )
 from ledger.log import MAX_ENTRIES_PER_READ, Log
-from ledger.merkle import EMPTY_ROOT, fold_range, node_hash
+from ledger.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
 
 MAX_REPORTED_VIOLATIONS = 1_000
 """Violations listed in a report; more are counted but not listed (a broken log could
@@ -290,7 +289,7 @@ class Replay:
     def feed(self, index: int, leaf: bytes) -> None:
         if index != self.report.size:
             raise ValueError(f"entries are fed in order: expected index {self.report.size}")
-        self._leaf_hash = leaf_hash_of(leaf)
+        self._leaf_hash = leaf_hash(leaf)
         self._push_leaf(self._leaf_hash)
         self.report.size += 1
         try:

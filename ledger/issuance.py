@@ -20,7 +20,6 @@ lock from a first read of the counters and re-signed under it for any hour that 
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,14 +44,13 @@ from ledger.credentials import ProofOptions, sign_credential_jcs
 from ledger.devices import DeviceRecord, DeviceStatus, load_account, load_device
 from ledger.energy import Segment, split_energy
 from ledger.issuer import IssuerIdentity
-from ledger.log import Log, LogTransaction
+from ledger.log import Log, LogTransaction, stored_leaf_hashes
 from ledger.meters import epoch_text
 from ledger.storage.models import (
     Certificate,
     CertificateEvent,
     DeviceHour,
     DeviceMeter,
-    LogEntry,
     Reading,
     utc_now,
 )
@@ -138,28 +136,14 @@ def hourly_production(
     return ProductionScan(production, frozenset(flagged))
 
 
-def leaf_hash_of(data: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
 def _load_points(
     session: Session, meters: Iterable[str], start: int, end: int, anchored_size: int
 ) -> dict[str, list[ReadingPoint]]:
     """Each meter's readings that bound segments overlapping (start, end], below the anchor."""
-    points: dict[str, list[ReadingPoint]] = {}
-    columns = (
-        Reading.time,
-        Reading.export_wh,
-        Reading.implausible,
-        Reading.log_index,
-        LogEntry.data,
-    )
+    rows_by_meter = {}
+    columns = (Reading.time, Reading.export_wh, Reading.implausible, Reading.log_index)
     for meter in meters:
-        base = (
-            select(*columns)
-            .join(LogEntry, LogEntry.idx == Reading.log_index)
-            .where(Reading.meter_id == meter, Reading.log_index < anchored_size)
-        )
+        base = select(*columns).where(Reading.meter_id == meter, Reading.log_index < anchored_size)
         before = session.execute(
             base.where(Reading.time <= start).order_by(Reading.time.desc()).limit(1)
         ).all()
@@ -169,18 +153,24 @@ def _load_points(
         after = session.execute(
             base.where(Reading.time >= end).order_by(Reading.time).limit(1)
         ).all()
-        points[meter] = [
+        rows_by_meter[meter] = [*before, *inside, *after]
+    hashes = stored_leaf_hashes(
+        session, (row.log_index for rows in rows_by_meter.values() for row in rows)
+    )
+    return {
+        meter: [
             ReadingPoint(
                 meter,
                 row.log_index,
-                leaf_hash_of(row.data),
+                hashes[row.log_index],
                 row.time,
                 row.export_wh,
                 row.implausible,
             )
-            for row in (*before, *inside, *after)
+            for row in rows
         ]
-    return points
+        for meter, rows in rows_by_meter.items()
+    }
 
 
 # ---------------------------------------------------------------------------- issuing
