@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install contracts-install contracts-check forge run test lint typecheck pytest bench clean
+.PHONY: install contracts-install contracts-check forge run test lint typecheck pytest bench bench-certificates clean
 
 # Re-install only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
@@ -52,6 +52,10 @@ pytest:
 
 bench: install
 	$(BIN)/python scripts/bench/log.py
+
+## bench-certificates: a device-year of issuance, a consumer-year report, a bundle check.
+bench-certificates: install
+	$(BIN)/python scripts/bench/certificates.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
