@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testdata_support import require_testdata
+from testdata_support import TESTDATA, require_testdata
 
 from ledger.credentials import (
     CredentialError,
@@ -102,7 +102,15 @@ def _variants(value: Any) -> list[Any]:
     return [None, "x"]
 
 
-LEAVES = list(_leaf_paths(_load()["eddsa_jcs_2022"]["signed"]))
+def _vector_leaves() -> list[tuple[Path, Any]]:
+    # Parametrisation happens at collection; without the shared data there is nothing to
+    # parametrise, and the tests using the `signed_vector` fixture report it (fail under CI).
+    if not (TESTDATA / "vc-di-eddsa" / "vc_di_eddsa_vectors.json").exists():
+        return []
+    return list(_leaf_paths(_load()["eddsa_jcs_2022"]["signed"]))
+
+
+LEAVES = _vector_leaves()
 
 
 def test_the_untampered_credentials_verify(
