@@ -72,7 +72,7 @@ from _common import (
     utc_timestamp,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from log import postgres_server_facts, redact
+from log import probe_postgres, redact
 from sqlalchemy.engine import make_url
 
 from ledger.canonical import canonical_json
@@ -996,17 +996,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = ["sqlite"]
     postgres: dict[str, Any] = {"url": redact(args.pg_url)}
     if not args.no_pg:
-        try:
-            machine["postgresql"] = postgres_server_facts(args.pg_url)
-            machine["postgresql_version"] = machine["postgresql"]["server_version"]
+        usable, error = probe_postgres(
+            args.pg_url, optional=args.pg_optional, machine=machine, postgres=postgres
+        )
+        if error is not None:
+            print(error, file=sys.stderr)
+            return 2
+        if usable:
             backends.append("postgresql")
-        except psycopg.Error as exc:
-            reason = f"PostgreSQL unreachable at {redact(args.pg_url)}: {exc}".strip()
-            if not args.pg_optional:
-                print(f"error: {reason} (use --no-pg or --pg-optional)", file=sys.stderr)
-                return 2
-            progress(f"skipping PostgreSQL: {reason}")
-            postgres["skipped"] = reason
 
     workdir = Path(tempfile.mkdtemp(prefix="carbonledger-bench-certificates-", dir=args.workdir))
     runs: list[dict[str, Any]] = []

@@ -53,7 +53,6 @@ from typing import Any
 
 import httpx
 import nacl.signing
-import psycopg
 from _common import (
     DEFAULT_PG_URL,
     emit_json,
@@ -67,7 +66,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from log import postgres_server_facts, redact, throwaway_postgres_database
+from log import probe_postgres, redact, throwaway_postgres_database
 
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
@@ -654,17 +653,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = ["sqlite"]
     postgres: dict[str, Any] = {"url": redact(args.pg_url)}
     if not args.no_pg:
-        try:
-            machine["postgresql"] = postgres_server_facts(args.pg_url)
-            machine["postgresql_version"] = machine["postgresql"]["server_version"]
+        usable, error = probe_postgres(
+            args.pg_url, optional=args.pg_optional, machine=machine, postgres=postgres
+        )
+        if error is not None:
+            print(error, file=sys.stderr)
+            return 2
+        if usable:
             backends.append("postgresql")
-        except psycopg.Error as exc:
-            reason = f"PostgreSQL unreachable at {redact(args.pg_url)}: {exc}".strip()
-            if not args.pg_optional:
-                print(f"error: {reason} (use --no-pg or --pg-optional)", file=sys.stderr)
-                return 2
-            progress(f"skipping PostgreSQL: {reason}")
-            postgres["skipped"] = reason
     if len(os.sched_getaffinity(0)) < 2:
         progress("fewer than 2 usable cores: the 2-core figures share one core")
 

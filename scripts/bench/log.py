@@ -511,6 +511,24 @@ def postgres_server_facts(admin_url: str) -> dict[str, str]:
         return facts
 
 
+def probe_postgres(
+    url: str, *, optional: bool, machine: dict[str, Any], postgres: dict[str, Any]
+) -> tuple[bool, str | None]:
+    """(usable, error): record the server's facts in `machine`, or why it is skipped in
+    `postgres`; `error` is the line to exit with when PostgreSQL was required."""
+    try:
+        machine["postgresql"] = postgres_server_facts(url)
+        machine["postgresql_version"] = machine["postgresql"]["server_version"]
+        return True, None
+    except psycopg.Error as exc:
+        reason = f"PostgreSQL unreachable at {redact(url)}: {exc}".strip()
+        if not optional:
+            return False, f"error: {reason} (use --no-pg or --pg-optional)"
+        progress(f"skipping PostgreSQL: {reason}")
+        postgres["skipped"] = reason
+        return False, None
+
+
 @contextmanager
 def throwaway_postgres_database(admin_url: str, *, keep: bool) -> Iterator[str]:
     """A fresh database for one run, dropped afterwards (even after a failure)."""
