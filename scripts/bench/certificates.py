@@ -72,7 +72,7 @@ from _common import (
     utc_timestamp,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from log import probe_postgres, redact
+from log import select_backends
 from sqlalchemy.engine import make_url
 
 from ledger.canonical import canonical_json
@@ -993,17 +993,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     started_at = utc_timestamp()
     machine = machine_description()
-    backends = ["sqlite"]
-    postgres: dict[str, Any] = {"url": redact(args.pg_url)}
-    if not args.no_pg:
-        usable, error = probe_postgres(
-            args.pg_url, optional=args.pg_optional, machine=machine, postgres=postgres
-        )
-        if error is not None:
-            print(error, file=sys.stderr)
-            return 2
-        if usable:
-            backends.append("postgresql")
+    backends, postgres, error = select_backends(
+        args.pg_url, skip_postgres=args.no_pg, optional=args.pg_optional, machine=machine
+    )
+    if error is not None:
+        print(error, file=sys.stderr)
+        return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="carbonledger-bench-certificates-", dir=args.workdir))
     runs: list[dict[str, Any]] = []

@@ -66,7 +66,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from log import probe_postgres, redact, throwaway_postgres_database
+from log import select_backends, throwaway_postgres_database
 
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
@@ -650,17 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     started_at = utc_timestamp()
     machine = machine_description()
-    backends = ["sqlite"]
-    postgres: dict[str, Any] = {"url": redact(args.pg_url)}
-    if not args.no_pg:
-        usable, error = probe_postgres(
-            args.pg_url, optional=args.pg_optional, machine=machine, postgres=postgres
-        )
-        if error is not None:
-            print(error, file=sys.stderr)
-            return 2
-        if usable:
-            backends.append("postgresql")
+    backends, postgres, error = select_backends(
+        args.pg_url, skip_postgres=args.no_pg, optional=args.pg_optional, machine=machine
+    )
+    if error is not None:
+        print(error, file=sys.stderr)
+        return 2
     if len(os.sched_getaffinity(0)) < 2:
         progress("fewer than 2 usable cores: the 2-core figures share one core")
 

@@ -511,22 +511,26 @@ def postgres_server_facts(admin_url: str) -> dict[str, str]:
         return facts
 
 
-def probe_postgres(
-    url: str, *, optional: bool, machine: dict[str, Any], postgres: dict[str, Any]
-) -> tuple[bool, str | None]:
-    """(usable, error): record the server's facts in `machine`, or why it is skipped in
-    `postgres`; `error` is the line to exit with when PostgreSQL was required."""
+def select_backends(
+    url: str, *, skip_postgres: bool, optional: bool, machine: dict[str, Any]
+) -> tuple[list[str], dict[str, Any], str | None]:
+    """(backends, postgres facts for the JSON, error): SQLite always; PostgreSQL unless told
+    to skip it, or when it is unreachable and optional. The server's facts go into `machine`;
+    `error` is the line to exit with when PostgreSQL was required but is unreachable."""
+    postgres: dict[str, Any] = {"url": redact(url)}
+    if skip_postgres:
+        return ["sqlite"], postgres, None
     try:
         machine["postgresql"] = postgres_server_facts(url)
         machine["postgresql_version"] = machine["postgresql"]["server_version"]
-        return True, None
+        return ["sqlite", "postgresql"], postgres, None
     except psycopg.Error as exc:
         reason = f"PostgreSQL unreachable at {redact(url)}: {exc}".strip()
         if not optional:
-            return False, f"error: {reason} (use --no-pg or --pg-optional)"
+            return ["sqlite"], postgres, f"error: {reason} (use --no-pg or --pg-optional)"
         progress(f"skipping PostgreSQL: {reason}")
         postgres["skipped"] = reason
-        return False, None
+        return ["sqlite"], postgres, None
 
 
 @contextmanager
