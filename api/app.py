@@ -4,7 +4,7 @@
 
 Start-up migrates the schema forward, opens the registry and loads the token key; it
 fails with a message naming `carbonledger init` when the registry was never initialised.
-Two background threads run for the app's lifetime: anchoring (`attestation.scheduler`) and
+Two background threads run for the app's lifetime: anchoring (`attestation.anchoring.scheduler`) and
 the certificate expiry sweep (`CertificateExpiryService`).
 """
 
@@ -47,10 +47,10 @@ from api.routers import (
 )
 from api.security import TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
-from attestation.chain import ChainError
-from attestation.scheduler import AnchorService
+from attestation.anchoring.scheduler import AnchorService
+from attestation.chain.client import ChainError
 from ledger.keyfiles import KeyFileError
-from ledger.log import LogNotInitialisedError
+from ledger.log.store import LogNotInitialisedError
 from ledger.registry import Registry, open_registry
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,8 @@ def _lifespan(
         app.state.registry = registry
         app.state.tokens = tokens
         try:
-            # Anchoring runs on its own thread when its settings enable it (attestation.scheduler).
+            # Anchoring runs on its own thread when its settings enable it
+            # (attestation.anchoring.scheduler).
             app.state.anchoring = AnchorService.start(registry.log, settings.data_dir)
         except (ChainError, ValidationError) as exc:  # misconfiguration: say so and stop
             registry.close()

@@ -46,7 +46,7 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 |                             |        | exists or not approved, certificate retired, split,  |
 |                             |        | expired or withdrawn, ...); `rule`: the stable slug  |
 |                             |        | of the certificate rule that refused it (see         |
-|                             |        | `ledger.certificate_rules`), when a rule did         |
+|                             |        | `ledger.certificates.rules`), when a rule did         |
 | not-ready                   | 503    | the log is not initialised or the database is down   |
 | internal-error              | 500    | an unexpected failure; logged, never described       |
 
@@ -69,16 +69,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.schemas.problem import OAuthProblem, Problem, ValidationProblem
-from attestation.bundle import BundleRequestError, NotYetAnchoredError
-from ledger.certificate_rules import (
+from attestation.bundles.bundle import BundleRequestError, NotYetAnchoredError
+from ledger.certificates.rules import (
     CertificateRequestError,
     NotOwnedError,
     RecordNotFoundError,
     RuleViolationError,
     StateConflictError,
 )
-from ledger.log import EntryNotFoundError, LogNotInitialisedError
-from ledger.merkle import ProofRequestError
+from ledger.log.merkle import ProofRequestError
+from ledger.log.store import EntryNotFoundError, LogNotInitialisedError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:carbonledger:problem:"

@@ -1,4 +1,4 @@
-"""Files of a matching report (`ledger.matching`): the hourly CSV and the PNG chart.
+"""Files of a matching report (`ledger.certificates.matching`): the hourly CSV and the PNG chart.
 
 CSV (UTF-8, comma-separated, header row, one row per UTC hour of the period, in order):
 
@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ledger.matching import HOURLY_COLUMNS, percent
-from ledger.meters import epoch_text
+from ledger.certificates.matching import HOURLY_COLUMNS, percent
+from ledger.meters.registration import epoch_text
 
 if TYPE_CHECKING:
-    from ledger.matching import MatchingReport
+    from ledger.certificates.matching import MatchingReport
 
 CSV_COLUMNS = ("hour_utc", *HOURLY_COLUMNS, "cfe")
 CHART_WIDTH_PX = 1400

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 
-from ledger.checkpoint import NoteSigner
-from ledger.issuer import IssuerIdentity, declare_issuer, load_or_create_issuer_key
+from ledger.credentials.issuer import IssuerIdentity, declare_issuer, load_or_create_issuer_key
 from ledger.keyfiles import create_ed25519_key_file, load_ed25519_key_file
-from ledger.log import Log, LogNotInitialisedError
+from ledger.log.checkpoint import NoteSigner
+from ledger.log.store import Log, LogNotInitialisedError
 from ledger.settings import LedgerSettings
 from ledger.storage.db import Database
 from ledger.storage.migrate import upgrade

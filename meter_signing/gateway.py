@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ledger.readings import SignedReading, parse_time
+from ledger.meters.readings import SignedReading, parse_time
 from meter_signing.keys import MeterKey
 from meter_signing.modbus import MeterReadError, RegisterValues
 from meter_signing.signing import MeterSigner, SequenceError

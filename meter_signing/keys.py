@@ -3,7 +3,7 @@
 A meter key is Ed25519 or ES256 (ECDSA P-256), the two envelope algorithms of DESIGN §4.3.
 The public key leaves the device as SPKI DER (base64 on the wire): SPKI names the algorithm
 and curve itself, so the registry never has to trust a separate "alg" claim for a key, and
-`ledger.readings.key_id` over those bytes is the id used in `meter.key/1` leaves.
+`ledger.meters.readings.key_id` over those bytes is the id used in `meter.key/1` leaves.
 
 File handling reuses `ledger.keyfiles`: O_EXCL creation with mode 0600 (a key is never
 overwritten, and there is no window in which it is readable by others) and a refusal to
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.keyfiles import KeyFileError, read_private_key_pem, write_private_key_file
-from ledger.readings import ALGORITHMS, Algorithm, key_id, public_key_spki
+from ledger.meters.readings import ALGORITHMS, Algorithm, key_id, public_key_spki
 
 MeterPrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 

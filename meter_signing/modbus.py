@@ -34,7 +34,7 @@ from typing import Protocol
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from ledger.readings import MAX_REGISTER_WH
+from ledger.meters.readings import MAX_REGISTER_WH
 
 # --- Eastron SDM630 (input registers, function 04) ---------------------------------------
 SDM630_IMPORT_KWH = 0x0048

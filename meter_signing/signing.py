@@ -1,6 +1,7 @@
 """Signing meter readings exactly as DESIGN §4.3.
 
-The signed message is `JCS(payload)` (ledger.readings.ReadingPayload.canonical_bytes), the same
+The signed message is `JCS(payload)` (ledger.meters.readings.ReadingPayload.canonical_bytes),
+the same
 function the registry uses to verify, so device and registry cannot disagree about the bytes.
 ES256 signatures leave as the raw 64-byte r‖s (JWS style), not the DER that OpenSSL produces.
 
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from ledger.readings import (
+from ledger.meters.readings import (
     MAX_REGISTER_WH,
     ReadingPayload,
     SignedReading,
@@ -77,7 +78,7 @@ def sign_reading(
 def verify_envelope(envelope: Any, public_spki: bytes) -> SignedReading:
     """Parse a wire envelope and check it against a meter key (SPKI DER).
 
-    A thin wrapper: parsing and verification are the registry's own (`ledger.readings`), so
+    A thin wrapper: parsing and verification are the registry's own (`ledger.meters.readings`), so
     a device or CLI check can never pass what ingestion would reject. Raises
     ReadingFormatError or ReadingSignatureError.
     """

@@ -24,18 +24,22 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from attestation.anchoring import anchor_now
-from attestation.bundle import bundle_bytes
-from attestation.certificate_bundle import build_certificate_bundle
-from attestation.chain import ChainSettings, open_embedded_chain
-from attestation.deployment import resolve_contract
-from ledger.certificate_rules import RetirementPurpose
-from ledger.certificates import RetirementRequest, retire_certificate, transfer_certificate
+from attestation.anchoring.anchor import anchor_now
+from attestation.bundles.bundle import bundle_bytes
+from attestation.certificates.bundle import build_certificate_bundle
+from attestation.chain.client import ChainSettings, open_embedded_chain
+from attestation.chain.deployment import resolve_contract
+from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
+from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.lifecycle import (
+    RetirementRequest,
+    retire_certificate,
+    transfer_certificate,
+)
+from ledger.certificates.rules import RetirementPurpose
 from ledger.clients import create_client
-from ledger.devices import DeviceSpec, approve_device, open_account, register_device
-from ledger.ingest import ingest
-from ledger.issuance import issue_certificates
-from ledger.meters import (
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import (
     EnergySource,
     GridRegion,
     MeterRole,

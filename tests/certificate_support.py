@@ -23,11 +23,11 @@ from meter_support import (
     sign,
 )
 
-from ledger.certificate_rules import HOUR
-from ledger.devices import DeviceSpec, approve_device, open_account, register_device
-from ledger.ingest import ingest
-from ledger.issuance import IssuanceResult, issue_certificates
-from ledger.meters import EnergySource, GridRegion, register_key
+from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
+from ledger.certificates.issuance import IssuanceResult, issue_certificates
+from ledger.certificates.rules import HOUR
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import EnergySource, GridRegion, register_key
 from ledger.registry import Registry
 
 CAPACITY_W = 10_000

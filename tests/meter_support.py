@@ -1,6 +1,6 @@
 """Helpers for the meter and ingestion tests (tests/meters, tests/ingest).
 
-Signing uses `cryptography` with `ledger.readings` directly, so these tests do not depend
+Signing uses `cryptography` with `ledger.meters.readings` directly, so these tests do not depend
 on the device-side `meter_signing` package. The fixtures at the bottom are imported by the
 conftest files of both folders (pytest registers imported fixture functions).
 """
@@ -28,10 +28,16 @@ from api.app import create_app
 from api.problems import PROBLEM_MEDIA_TYPE, ProblemType
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from ledger.canonical import canonical_json
 from ledger.clients import IssuedClient, create_client
-from ledger.meters import EnergySource, GridRegion, MeterRole, MeterSpec, register_meter
-from ledger.readings import b64url, key_id, public_key_spki
+from ledger.log.canonical import canonical_json
+from ledger.meters.readings import b64url, key_id, public_key_spki
+from ledger.meters.registration import (
+    EnergySource,
+    GridRegion,
+    MeterRole,
+    MeterSpec,
+    register_meter,
+)
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from ledger.storage.models import Organisation, Reading, ReadingEvidence

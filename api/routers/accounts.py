@@ -31,8 +31,8 @@ from api.schemas.accounts import (
     StatusCounts,
 )
 from api.security import SCOPE_CERTIFICATES_READ, SCOPE_CERTIFICATES_WRITE, Principal
-from ledger.certificate_rules import CertificateStatus, gec_text
-from ledger.devices import get_account, list_accounts, open_account
+from ledger.certificates.devices import get_account, list_accounts, open_account
+from ledger.certificates.rules import CertificateStatus, gec_text
 from ledger.storage.db import Database
 from ledger.storage.models import Certificate
 

@@ -34,15 +34,15 @@ from api.problems import (
 )
 from api.schemas.anchors import AnchorBody, AnchorPage
 from api.security import SCOPE_LOG_READ
-from attestation.anchoring import anchor_page
-from attestation.bundle import (
+from attestation.anchoring.anchor import anchor_page
+from attestation.bundles.bundle import (
     BUNDLE_MEDIA_TYPE,
     MAX_REQUESTED_ENTRIES,
     BundleRequestError,
     build_bundle,
     bundle_bytes,
 )
-from ledger.merkle import MAX_TREE_SIZE
+from ledger.log.merkle import MAX_TREE_SIZE
 
 ANCHORS_PATH = "/v1/anchors"
 router = APIRouter(prefix=ANCHORS_PATH, tags=["anchors"], responses=problem_responses(NOT_READY))

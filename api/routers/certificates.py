@@ -5,7 +5,7 @@ Holders act on certificates in their organisation's accounts (another organisati
 403 `not-owner`, an unknown id 404). The registry issuer (`issuer` scope) withdraws any
 certificate and runs the expiry sweep; with `certificates:read` it may also read and list
 any organisation's certificates. Each change is one transaction of rows and signed log
-statements in `ledger.certificates`; a refused request writes nothing. A refusal by a
+statements in `ledger.certificates.lifecycle`; a refused request writes nothing. A refusal by a
 lifecycle rule is 409 `state-conflict` with the rule's slug in `rule`.
 
 `GET /v1/certificates/{id}/bundle` needs no token: certificate ids are random UUIDs, so
@@ -55,10 +55,10 @@ from api.security import (
     SCOPE_ISSUER,
     Principal,
 )
-from attestation.bundle import BUNDLE_MEDIA_TYPE, bundle_bytes
-from attestation.certificate_bundle import build_certificate_bundle
-from ledger.certificate_rules import CertificateStatus
-from ledger.certificates import (
+from attestation.bundles.bundle import BUNDLE_MEDIA_TYPE, bundle_bytes
+from attestation.certificates.bundle import build_certificate_bundle
+from ledger.certificates.devices import DEVICE_ID_PATTERN, MAX_PAGE, get_account
+from ledger.certificates.lifecycle import (
     CertificateFilter,
     LifecycleResult,
     RetirementRequest,
@@ -71,8 +71,8 @@ from ledger.certificates import (
     transfer_certificate,
     withdraw_certificate,
 )
-from ledger.devices import DEVICE_ID_PATTERN, MAX_PAGE, get_account
-from ledger.meters import EnergySource
+from ledger.certificates.rules import CertificateStatus
+from ledger.meters.registration import EnergySource
 from ledger.registry import Registry
 from ledger.storage.models import Certificate, utc_now
 

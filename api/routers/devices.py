@@ -27,9 +27,8 @@ from api.problems import (
 )
 from api.schemas.devices import DeviceBody, DeviceCreate, DevicePage, IssuanceBody, IssuanceRequest
 from api.security import SCOPE_DEVICES_READ, SCOPE_DEVICES_WRITE, SCOPE_ISSUER, Principal
-from attestation.anchoring import latest_anchor_record
-from ledger.certificate_rules import CertificateRequestError, StateConflictError
-from ledger.devices import (
+from attestation.anchoring.anchor import latest_anchor_record
+from ledger.certificates.devices import (
     DEVICE_ID_PATTERN,
     MAX_PAGE,
     DeviceSpec,
@@ -39,8 +38,9 @@ from ledger.devices import (
     list_devices,
     register_device,
 )
-from ledger.issuance import issue_certificates
-from ledger.meters import MeterError, to_epoch
+from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.rules import CertificateRequestError, StateConflictError
+from ledger.meters.registration import MeterError, to_epoch
 
 router = APIRouter(
     prefix="/v1/devices",

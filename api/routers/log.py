@@ -23,8 +23,8 @@ from api.problems import (
 )
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogEntryBody, LogInfo
 from api.security import SCOPE_LOG_READ
-from ledger.canonical import parse_entry
-from ledger.merkle import MAX_TREE_SIZE, leaf_hash
+from ledger.log.canonical import parse_entry
+from ledger.log.merkle import MAX_TREE_SIZE, leaf_hash
 
 router = APIRouter(prefix="/v1/log", tags=["log"], responses=problem_responses(NOT_READY))
 

@@ -42,8 +42,9 @@ from api.security import (
     SCOPE_METERS_WRITE,
     Principal,
 )
-from ledger.ingest import list_evidence
-from ledger.meters import (
+from ledger.meters.ingest import list_evidence
+from ledger.meters.readings import METER_ID_PATTERN
+from ledger.meters.registration import (
     KeyAlreadyRevokedError,
     KeyExistsError,
     KeyNotFoundError,
@@ -59,7 +60,6 @@ from ledger.meters import (
     register_meter,
     revoke_key,
 )
-from ledger.readings import METER_ID_PATTERN
 from ledger.registry import Registry
 
 router = APIRouter(

@@ -31,15 +31,15 @@ from api.schemas.readings import (
     StoredReadingBody,
 )
 from api.security import SCOPE_READINGS_READ, SCOPE_READINGS_WRITE, Principal
-from ledger.energy import (
+from ledger.meters.energy import (
     INTERVALS,
     MAX_READINGS_PAGE,
     EnergyQueryError,
     meter_energy,
     meter_readings,
 )
-from ledger.ingest import BatchTooLargeError, IngestPolicy, ingest
-from ledger.meters import MeterError, epoch_text, to_epoch
+from ledger.meters.ingest import BatchTooLargeError, IngestPolicy, ingest
+from ledger.meters.registration import MeterError, epoch_text, to_epoch
 
 router = APIRouter(
     tags=["readings"], responses=problem_responses(UNAUTHORIZED, FORBIDDEN, VALIDATION_ERROR)

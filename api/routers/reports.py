@@ -2,7 +2,7 @@
 
 A report is of the caller's organisation unless `organisation` names another one, which needs
 the `admin` scope as well. The grid factors come from `CARBONLEDGER_GRID_FACTORS_FILE` or the
-packaged MEE/NBS table (`ledger.factors`). The path function is a plain `def`: it reads the
+packaged MEE/NBS table (`ledger.factors.grid`). The path function is a plain `def`: it reads the
 database and computes in FastAPI's threadpool.
 """
 
@@ -27,14 +27,14 @@ from api.problems import (
 )
 from api.schemas.reports import MatchingReportBody
 from api.security import SCOPE_ADMIN, SCOPE_REPORTS_READ, Principal
-from ledger.factors import FactorTableError, configured_factor_table
-from ledger.matching import (
+from ledger.certificates.matching import (
     MAX_HOURS,
     MatchingRequestError,
     UnknownOrganisationError,
     matching_report,
 )
-from ledger.meters import MeterError, to_epoch
+from ledger.factors.grid import FactorTableError, configured_factor_table
+from ledger.meters.registration import MeterError, to_epoch
 
 router = APIRouter(
     prefix="/v1/reports",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.devices import MAX_NAME_CHARS, AccountRecord
-from ledger.meters import epoch_text
+from ledger.certificates.devices import MAX_NAME_CHARS, AccountRecord
+from ledger.meters.registration import epoch_text
 
 
 class _Wire(BaseModel):

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from attestation.anchoring import AnchorRecord
+from attestation.anchoring.anchor import AnchorRecord
 
 
 class _Wire(BaseModel):

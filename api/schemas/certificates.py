@@ -11,15 +11,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.certificate_rules import (
+from ledger.certificates.lifecycle import MAX_REASON_CHARS, CertificateRecord, Retirement
+from ledger.certificates.rules import (
     HOUR,
     MAX_HOUR_WH,
     MAX_SPLIT_PARTS,
     CertificateStatus,
     RetirementPurpose,
 )
-from ledger.certificates import MAX_REASON_CHARS, CertificateRecord, Retirement
-from ledger.meters import PROVINCE_PATTERN, GridRegion, epoch_text
+from ledger.meters.registration import PROVINCE_PATTERN, GridRegion, epoch_text
 
 ORGANISATION_ID_CHARS = 36
 ACCOUNT_ID_CHARS = 36

@@ -8,17 +8,17 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.meters import MeterLocation
-from ledger.certificate_rules import HOUR, gec_text, serial_text
-from ledger.devices import (
+from ledger.certificates.devices import (
     DEVICE_ID_PATTERN,
     MAX_METERS_PER_DEVICE,
     MAX_NAME_CHARS,
     DeviceRecord,
     DeviceStatus,
 )
-from ledger.issuance import IssuanceResult, IssuedCertificate
-from ledger.meters import MAX_CAPACITY_W, EnergySource, epoch_text
-from ledger.readings import METER_ID_PATTERN
+from ledger.certificates.issuance import IssuanceResult, IssuedCertificate
+from ledger.certificates.rules import HOUR, gec_text, serial_text
+from ledger.meters.readings import METER_ID_PATTERN
+from ledger.meters.registration import MAX_CAPACITY_W, EnergySource, epoch_text
 
 
 class _Wire(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
-from ledger.log import ConsistencyProof, InclusionProof
+from ledger.log.store import ConsistencyProof, InclusionProof
 
 
 def _decode_base64(value: Any) -> bytes:

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.log import Base64Bytes
-from ledger.meters import (
+from ledger.meters.readings import METER_ID_PATTERN
+from ledger.meters.registration import (
     MAX_CAPACITY_W,
     EnergySource,
     GridRegion,
@@ -18,7 +19,6 @@ from ledger.meters import (
     MeterRole,
     epoch_text,
 )
-from ledger.readings import METER_ID_PATTERN
 
 
 class _Wire(BaseModel):

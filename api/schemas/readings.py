@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.ingest import ItemResult, Reason
+from ledger.meters.ingest import ItemResult, Reason
 
 
 class _Wire(BaseModel):
@@ -14,7 +14,7 @@ class _Wire(BaseModel):
 
 
 class ReadingBatch(_Wire):
-    # Items are checked one by one by `ledger.ingest` (a bad item is a per-item rejection,
+    # Items are checked one by one by `ledger.meters.ingest` (a bad item is a per-item rejection,
     # not a 422 for the whole batch). The item limit is a setting, enforced by `ingest`
     # (413 batch-too-large), so the schema does not repeat it.
     readings: list[Any] = Field(

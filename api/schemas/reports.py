@@ -1,6 +1,7 @@
 """Wire format of the 24/7 matching report (`GET /v1/reports/matching`).
 
-The body is `ledger.matching.MatchingReport.to_json()` validated against these models, so
+The body is `ledger.certificates.matching.MatchingReport.to_json()` validated against these
+models, so
 the HTTP answer and the CLI's JSON cannot drift apart. Units: energy integer Wh; percentages
 floats in percent with 4 decimals (null without consumption); emissions kg CO2 as decimal
 strings with 3 decimals; GEC equivalents (1 GEC = 1 MWh) as decimal strings with 6 decimals;
@@ -13,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ledger.matching import MatchingReport
-from ledger.meters import GridRegion
+from ledger.certificates.matching import MatchingReport
+from ledger.meters.registration import GridRegion
 
 _KG = r"^[0-9]+\.[0-9]{3}$"
 _GEC = r"^[0-9]+\.[0-9]{6}$"

@@ -58,7 +58,7 @@ class LogTile(Base):
     """Up to 256 consecutive node hashes of one tree level, concatenated.
 
     The key packs (level, tile index) into one integer, `level << 56 | index` (see
-    `ledger.log.tile_key`), so a proof's tiles are one `IN` lookup on the rowid
+    `ledger.log.store.tile_key`), so a proof's tiles are one `IN` lookup on the rowid
     B-tree; SQLite cannot use a composite key for a row-value `IN`. Complete nodes
     never change, so a tile only ever grows; the last tile of a level is rewritten
     as it fills.

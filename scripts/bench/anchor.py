@@ -10,7 +10,7 @@ this script starts on 127.0.0.1 and stops again:
   on chain with a plain storage write (contracts/bench/PerReadingStore.sol, compiled here
   with the project's pinned solc-js), one transaction per reading, plus two variants;
 - the headline ratio: per-reading write gas / anchored gas per leaf, per batch size;
-- the offline bundle verification time (`attestation.verify.verify_bundle`, chain lookup
+- the offline bundle verification time (`attestation.bundles.verify.verify_bundle`, chain lookup
   excluded) of a real bundle: a signed meter reading in an anchored log; reported as null
   with the reason when the verifier is not in the tree.
 
@@ -60,14 +60,15 @@ from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3.types import TxParams
 
-from attestation.chain import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
-from attestation.localnode import ANVIL_CHAIN_ID, LocalAnvil, rpc_call
-from ledger.canonical import canonical_entry, canonical_json
+from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
+from attestation.chain.localnode import ANVIL_CHAIN_ID, LocalAnvil, rpc_call
 from ledger.clients import create_client
-from ledger.ingest import ingest
-from ledger.log import MAX_LEAVES_PER_TRANSACTION, Log
-from ledger.merkle import verify_consistency
-from ledger.meters import (
+from ledger.log.canonical import canonical_entry, canonical_json
+from ledger.log.merkle import verify_consistency
+from ledger.log.store import MAX_LEAVES_PER_TRANSACTION, Log
+from ledger.meters.ingest import ingest
+from ledger.meters.readings import b64url, public_key_spki
+from ledger.meters.registration import (
     EnergySource,
     GridRegion,
     MeterRole,
@@ -75,7 +76,6 @@ from ledger.meters import (
     register_key,
     register_meter,
 )
-from ledger.readings import b64url, public_key_spki
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 
@@ -440,10 +440,14 @@ READING_TIME = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def verifier_available() -> bool:
-    """attestation/verify.py is written alongside this benchmark; it may not exist yet."""
+    """attestation/bundles/verify.py is written alongside this benchmark; it may not exist yet."""
     return all(
         importlib.util.find_spec(name) is not None
-        for name in ("attestation.verify", "attestation.bundle", "attestation.anchoring")
+        for name in (
+            "attestation.bundles.verify",
+            "attestation.bundles.bundle",
+            "attestation.anchoring.anchor",
+        )
     )
 
 
@@ -462,13 +466,14 @@ def measure_offline_verification(
     if not verifier_available():
         return {
             "median_ms": None,
-            "reason": "attestation/verify.py (or bundle.py / anchoring.py) does not exist in "
+            "reason": "attestation/bundles/verify.py (or bundle.py / anchoring.py) "
+            "does not exist in "
             "this tree; no offline bundle verifier to time",
         }
     # Imported here, not at the top: without the verifier the rest of the benchmark runs.
-    from attestation.anchoring import anchor_now  # noqa: PLC0415
-    from attestation.bundle import build_bundle, bundle_bytes  # noqa: PLC0415
-    from attestation.verify import ChainAnchorReader, verify_bundle  # noqa: PLC0415
+    from attestation.anchoring.anchor import anchor_now  # noqa: PLC0415
+    from attestation.bundles.bundle import build_bundle, bundle_bytes  # noqa: PLC0415
+    from attestation.bundles.verify import ChainAnchorReader, verify_bundle  # noqa: PLC0415
 
     registry = initialise_registry(LedgerSettings(data_dir=data_dir))
     try:

@@ -4,7 +4,7 @@ report, and the offline verification of one certificate bundle.
 
 Measures what issue 5 (item 8) sets targets for, on SQLite and PostgreSQL:
 
-1. issuance: `ledger.issuance.issue_certificates` for a whole year of one device in ONE
+1. issuance: `ledger.certificates.issuance.issue_certificates` for a whole year of one device in ONE
    call (anchored size = the log's size), each repeat on a fresh copy of the same
    pre-issuance state (SQLite: the checkpointed database file copied; PostgreSQL:
    `CREATE DATABASE … TEMPLATE` of a prepared database). Two devices, each with a meter
@@ -13,13 +13,15 @@ Measures what issue 5 (item 8) sets targets for, on SQLite and PostgreSQL:
    night, so about 4,380 credentials). Beside each figure: the bare Ed25519 sign rate
    (OpenSSL through `cryptography`, the library `sign_credential` uses) measured in the same
    process, and the ratio credentials/s ÷ signs/s. Target ≤ 2 s.
-2. matching: `ledger.matching.matching_report` for one consumer-year: a consumption meter
+2. matching: `ledger.certificates.matching.matching_report` for one consumer-year: a consumption
+   meter
    with a year of hourly signed readings, and the solar device's certificates retired for
-   that consumer through `ledger.certificates.retire_certificate` (so they cover about half
+   that consumer through `ledger.certificates.lifecycle.retire_certificate` (so they cover
+   about half
    of the hours). Target ≤ 1 s.
 3. bundle verification: the log anchored on the embedded chain (`anchor_now`), one
-   certificate bundle built by `attestation.certificate_bundle.build_certificate_bundle`,
-   then `attestation.verify.verify_bundle(...).offline_seconds` (everything but the chain
+   certificate bundle built by `attestation.certificates.bundle.build_certificate_bundle`,
+   then `attestation.bundles.verify.verify_bundle(...).offline_seconds` (everything but the chain
    call) over many runs, beside the same-run bare Ed25519 verify time x the number of
    signatures in the bundle (the floor no verifier can beat). Target ≤ 5 ms.
 
@@ -75,14 +77,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from log import select_backends
 from sqlalchemy.engine import make_url
 
-from ledger.canonical import canonical_json
-from ledger.certificate_rules import RetirementPurpose
-from ledger.certificates import RetirementRequest, retire_certificate
+from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
+from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
+from ledger.certificates.rules import RetirementPurpose
 from ledger.clients import create_client
-from ledger.devices import DeviceSpec, approve_device, open_account, register_device
-from ledger.ingest import ingest
-from ledger.issuance import issue_certificates
-from ledger.meters import (
+from ledger.log.canonical import canonical_json
+from ledger.meters.ingest import ingest
+from ledger.meters.readings import b64url, public_key_spki
+from ledger.meters.registration import (
     EnergySource,
     GridRegion,
     MeterRole,
@@ -90,7 +93,6 @@ from ledger.meters import (
     register_key,
     register_meter,
 )
-from ledger.readings import b64url, public_key_spki
 from ledger.registry import Registry, initialise_registry, open_registry
 from ledger.settings import LedgerSettings
 
@@ -400,7 +402,8 @@ def bare_ed25519(samples: int, repeats: int) -> dict[str, Any]:
             public.verify(signature, message)
 
     result: dict[str, Any] = {
-        "library": "OpenSSL through cryptography (as ledger.credentials and the verifier)",
+        "library": "OpenSSL through cryptography "
+        "(as ledger.credentials.data_integrity and the verifier)",
         "message_bytes": 64,
         "samples": samples,
         "repeats": repeats,
@@ -569,11 +572,11 @@ def retire_for_consumer(registry: Registry, state: State, certificates: Sequence
 
 
 def measure_matching(registry: Registry, state: State, runs: int, retired: int) -> dict[str, Any]:
-    missing = _missing("ledger.matching", "ledger.factors")
+    missing = _missing("ledger.certificates.matching", "ledger.factors.grid")
     if missing:
         return {"status": "not-available", "reason": f"{', '.join(missing)} not in this tree"}
-    matching = importlib.import_module("ledger.matching")
-    factors = importlib.import_module("ledger.factors").packaged_factor_table()
+    matching = importlib.import_module("ledger.certificates.matching")
+    factors = importlib.import_module("ledger.factors.grid").packaged_factor_table()
     hours = (state.end - state.start) // HOUR
     figures: dict[str, Any] = {}
     for same_region in (False, True):
@@ -673,19 +676,21 @@ def measure_bundle_verification(
     registry: Registry, certificate_id: str, runs: int, bare: dict[str, Any]
 ) -> dict[str, Any]:
     missing = _missing(
-        "attestation.certificate_bundle", "attestation.verify", "attestation.anchoring"
+        "attestation.certificates.bundle",
+        "attestation.bundles.verify",
+        "attestation.anchoring.anchor",
     )
     if missing:
         return {"status": "not-available", "reason": f"{', '.join(missing)} not in this tree"}
-    if importlib.util.find_spec("attestation.certificate_check") is not None:
-        importlib.import_module("attestation.certificate_check")  # registers its checkers
-    from attestation.anchoring import anchor_now  # noqa: PLC0415
-    from attestation.bundle import bundle_bytes  # noqa: PLC0415
-    from attestation.chain import CarbonAnchor, open_embedded_chain  # noqa: PLC0415
-    from attestation.verify import ChainAnchorReader, verify_bundle  # noqa: PLC0415
+    if importlib.util.find_spec("attestation.certificates.check") is not None:
+        importlib.import_module("attestation.certificates.check")  # registers its checkers
+    from attestation.anchoring.anchor import anchor_now  # noqa: PLC0415
+    from attestation.bundles.bundle import bundle_bytes  # noqa: PLC0415
+    from attestation.bundles.verify import ChainAnchorReader, verify_bundle  # noqa: PLC0415
+    from attestation.chain.client import CarbonAnchor, open_embedded_chain  # noqa: PLC0415
 
     build_certificate_bundle = importlib.import_module(
-        "attestation.certificate_bundle"
+        "attestation.certificates.bundle"
     ).build_certificate_bundle
     chain = open_embedded_chain(None)
     try:

@@ -2,7 +2,7 @@
 """Benchmark of signed-reading ingestion against the bare signature-verification rate.
 
 Measures what DESIGN §8 sets a target for (issue 3, item 7): readings/s of the ledger's
-ingestion (`ledger.ingest.ingest`: parse → verify → sequence rules → commit → log) for
+ingestion (`ledger.meters.ingest.ingest`: parse → verify → sequence rules → commit → log) for
 Ed25519 and ES256, batches of 100 / 1,000 / 5,000, through the Python function and through
 HTTP (`POST /v1/readings` on a uvicorn bound to 127.0.0.1, bearer token), on SQLite and
 PostgreSQL, on one core and on two; beside each figure the ratio to the bare verification
@@ -71,10 +71,10 @@ from log import select_backends, throwaway_postgres_database
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
 from ledger.clients import create_client
-from ledger.ingest import ingest, payload_bytes
-from ledger.meters import EnergySource, GridRegion, MeterRole, MeterSpec, register_key
-from ledger.meters import register_meter as register_meter_row
-from ledger.readings import ReadingPayload, SignedReading
+from ledger.meters.ingest import ingest, payload_bytes
+from ledger.meters.readings import ReadingPayload, SignedReading
+from ledger.meters.registration import EnergySource, GridRegion, MeterRole, MeterSpec, register_key
+from ledger.meters.registration import register_meter as register_meter_row
 from ledger.registry import initialise_registry, open_registry
 from meter_signing.keys import MeterKey, generate_meter_key
 from meter_signing.signing import signature_bytes

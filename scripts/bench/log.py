@@ -59,9 +59,9 @@ from _common import (
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from ledger.canonical import canonical_entry
-from ledger.log import MAX_LEAVES_PER_TRANSACTION, Log, recompute_root
-from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.log.canonical import canonical_entry
+from ledger.log.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.log.store import MAX_LEAVES_PER_TRANSACTION, Log, recompute_root
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 
@@ -392,7 +392,9 @@ def run_floor_reference(size: int, batch: int) -> dict[str, Any]:
         "leaves": size,
         "leaf_hash_rate_leaves_per_s": rate(size, (t1 - t0) / 1e9),
         "in_memory_tree_rate_leaves_per_s": rate(size, (t2 - t1) / 1e9),
-        "in_memory_tree_what": "ledger.log.recompute_root: leaf and interior hashes, no storage",
+        "in_memory_tree_what": (
+            "ledger.log.store.recompute_root: leaf and interior hashes, no storage"
+        ),
         "root": root.hex(),
     }
 

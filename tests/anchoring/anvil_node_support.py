@@ -19,7 +19,7 @@ if str(_ATTESTATION_TESTS) not in sys.path:
 
 from anchor_support import ANVIL, ANVIL_KEYS, missing_tool  # noqa: E402
 
-from attestation.localnode import (  # noqa: E402
+from attestation.chain.localnode import (  # noqa: E402
     ANVIL_CHAIN_ID,
     LocalAnvil,
     free_loopback_port,

@@ -13,8 +13,8 @@ from pathlib import Path
 from meter_support import EPOCH, MeterKeyPair, add_meter, generation_spec, new_key, stream
 
 from ledger.clients import create_client
-from ledger.ingest import ingest
-from ledger.meters import register_key
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import register_key
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

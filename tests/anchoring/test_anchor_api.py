@@ -20,10 +20,10 @@ from api.problems import (
 )
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from attestation.bundle import BUNDLE_MEDIA_TYPE, parse_bundle
-from attestation.deployment import recorded_deployments
-from attestation.scheduler import AnchorService
-from attestation.verify import ChainAnchorReader, verify_bundle
+from attestation.anchoring.scheduler import AnchorService
+from attestation.bundles.bundle import BUNDLE_MEDIA_TYPE, parse_bundle
+from attestation.bundles.verify import ChainAnchorReader, verify_bundle
+from attestation.chain.deployment import recorded_deployments
 from ledger.clients import create_client
 
 

@@ -31,9 +31,9 @@ if str(_GATEWAY_TESTS) not in sys.path:
 
 from gateway_support import ApiServer, api_settings  # noqa: E402
 
-from attestation.anchoring import anchor_now  # noqa: E402
-from attestation.chain import CarbonAnchor, open_rpc_chain  # noqa: E402
-from attestation.deployment import deploy_and_record  # noqa: E402
+from attestation.anchoring.anchor import anchor_now  # noqa: E402
+from attestation.chain.client import CarbonAnchor, open_rpc_chain  # noqa: E402
+from attestation.chain.deployment import deploy_and_record  # noqa: E402
 from ledger.clients import IssuedClient, create_client  # noqa: E402
 from ledger.registry import Registry, initialise_registry  # noqa: E402
 from ledger.settings import LedgerSettings  # noqa: E402

@@ -16,11 +16,11 @@ import pytest
 from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode
 from hexbytes import HexBytes
 
-from attestation import scheduler as scheduler_module
-from attestation.anchoring import anchor_records
-from attestation.chain import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
-from attestation.scheduler import AnchorScheduler, AnchorSettings, StepOutcome, StepResult
-from ledger.log import Log
+from attestation.anchoring import scheduler as scheduler_module
+from attestation.anchoring.anchor import anchor_records
+from attestation.anchoring.scheduler import AnchorScheduler, AnchorSettings, StepOutcome, StepResult
+from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
+from ledger.log.store import Log
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 
@@ -181,7 +181,7 @@ def test_reorganisation_during_the_confirmation_wait_is_anchored_again(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="attestation.scheduler")
+    caplog.set_level(logging.WARNING, logger="attestation.anchoring.scheduler")
     _, contract = _deploy(anvil_node)
     scheduler = AnchorScheduler(registry.log, contract, _settings(anchor_confirmations=3))
     # Revert exactly while the scheduler waits for confirmations of its mined transaction.

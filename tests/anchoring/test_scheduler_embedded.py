@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 from metered_log_support import MeteredLog
 
-from attestation.anchoring import anchor_records
-from attestation.bundle import build_bundle
-from attestation.chain import ChainBackend, ChainError, ChainSettings, open_embedded_chain
-from attestation.deployment import recorded_deployments, resolve_contract
-from attestation.scheduler import AnchorScheduler, AnchorService, AnchorSettings, StepResult
-from attestation.verify import ChainAnchorReader, verify_bundle
+from attestation.anchoring.anchor import anchor_records
+from attestation.anchoring.scheduler import (
+    AnchorScheduler,
+    AnchorService,
+    AnchorSettings,
+    StepResult,
+)
+from attestation.bundles.bundle import build_bundle
+from attestation.bundles.verify import ChainAnchorReader, verify_bundle
+from attestation.chain.client import ChainBackend, ChainError, ChainSettings, open_embedded_chain
+from attestation.chain.deployment import recorded_deployments, resolve_contract
 
 
 class FakeClock:

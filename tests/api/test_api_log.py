@@ -11,10 +11,10 @@ from api_helpers import access_token, assert_problem, bearer
 from fastapi.testclient import TestClient
 
 from api.problems import NOT_FOUND, PROOF_REQUEST_INVALID
-from ledger.canonical import canonical_entry
-from ledger.checkpoint import NoteVerifier, open_checkpoint
 from ledger.clients import IssuedClient
-from ledger.merkle import (
+from ledger.log.canonical import canonical_entry
+from ledger.log.checkpoint import NoteVerifier, open_checkpoint
+from ledger.log.merkle import (
     EMPTY_ROOT,
     InclusionProofError,
     leaf_hash,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from testdata_support import running_in_ci
 
-from attestation.chain import ContractRevert
-from attestation.localnode import ANVIL_CHAIN_ID, LocalAnvil, free_loopback_port
+from attestation.chain.client import ContractRevert
+from attestation.chain.localnode import ANVIL_CHAIN_ID, LocalAnvil, free_loopback_port
 
 # The tests import the node helpers from here, next to the binary path and the keys.
 __all__ = [

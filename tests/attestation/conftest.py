@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, anvil_process
 
-from attestation.chain import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
+from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""`attestation.anchoring.anchor_now` on the embedded chain (and once on anvil): anchors the
+"""`attestation.anchoring.anchor.anchor_now` on the embedded chain (and once on anvil): anchors the
 head with a locally verified proof, records it, does nothing when there is nothing new, and
 refuses, without sending anything, to anchor a log that does not extend the anchored root.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attestation.anchoring import (
+from attestation.anchoring.anchor import (
     AnchorConflictError,
     ReorganisedError,
     anchor_now,
@@ -19,7 +19,7 @@ from attestation.anchoring import (
     latest_anchor_record,
     wait_for_confirmations,
 )
-from attestation.chain import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

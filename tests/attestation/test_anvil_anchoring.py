@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, expect_revert, free_loopback_port
 
-from attestation.chain import (
+from attestation.chain.client import (
     ANCHORER_ROLE,
     CarbonAnchor,
     Chain,
@@ -20,7 +20,7 @@ from attestation.chain import (
     log_id_for_origin,
     open_rpc_chain,
 )
-from ledger.log import Log
+from ledger.log.store import Log
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -9,7 +9,7 @@ import subprocess
 
 from anchor_support import CONTRACTS, missing_tool
 
-from attestation.chain import load_artifact
+from attestation.chain.client import load_artifact
 
 
 def test_artifact_matches_a_fresh_compile() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from anchor_support import expect_revert
 
-from attestation.chain import (
+from attestation.chain.client import (
     JOURNAL_NAME,
     CarbonAnchor,
     Chain,

@@ -1,5 +1,5 @@
 """Python-Solidity cross-check on the embedded chain: the contract's RFC 9162 verifiers
-(`verifyConsistency`, `rootFromInclusionProof`) and `ledger.merkle` give the same answer
+(`verifyConsistency`, `rootFromInclusionProof`) and `ledger.log.merkle` give the same answer
 
 - on every probe of shared/testdata/rfc9162 that fits the ABI (32-byte hashes, uint64
   sizes); probes with other hash lengths cannot reach the contract, and for those the
@@ -21,14 +21,14 @@ from anchor_support import running_in_ci
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestation.chain import CarbonAnchor, ContractRevert
-from ledger.log import Log
-from ledger.merkle import (
+from attestation.chain.client import CarbonAnchor, ContractRevert
+from ledger.log.merkle import (
     HASH_SIZE,
     VerificationError,
     root_from_inclusion_proof,
     verify_consistency,
 )
+from ledger.log.store import Log
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 

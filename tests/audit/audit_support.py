@@ -16,11 +16,9 @@ from typing import Any
 from certificate_support import Scenario
 from sqlalchemy import select
 
-from ledger.audit import AuditReport, Violation
-from ledger.certificate_rules import HOUR, add_months
-from ledger.credentials import sign_statement
-from ledger.devices import get_device
-from ledger.issuance import (
+from ledger.audit.replay import AuditReport, Violation
+from ledger.certificates.devices import get_device
+from ledger.certificates.issuance import (
     ISSUED_KIND,
     _load_points,
     build_credential,
@@ -28,7 +26,9 @@ from ledger.issuance import (
     evidence_of,
     hourly_production,
 )
-from ledger.meters import epoch_text
+from ledger.certificates.rules import HOUR, add_months
+from ledger.credentials.data_integrity import sign_statement
+from ledger.meters.registration import epoch_text
 from ledger.registry import Registry
 from ledger.storage.models import Account, Certificate, DeviceHour
 

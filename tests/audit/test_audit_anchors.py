@@ -1,4 +1,4 @@
-"""`attestation.audit_anchors`: the log's roots against a CarbonAnchor on a throw-away
+"""`attestation.anchoring.audit`: the log's roots against a CarbonAnchor on a throw-away
 embedded chain — honest anchors pass; a root the log never had, or a size beyond the log,
 is a violation naming the size."""
 
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from attestation.anchoring import anchor_now
-from attestation.audit_anchors import audit_anchors
-from attestation.chain import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.anchoring.anchor import anchor_now
+from attestation.anchoring.audit import audit_anchors
+from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
 from ledger.registry import Registry
 
 

@@ -15,14 +15,14 @@ from certificate_support import Scenario, issue_all, producer_scenario
 from meter_support import T0
 from typer.testing import CliRunner, Result
 
-from api.cli_audit import audit_app
+from api.cli.audit import audit_app
 from api.settings import ApiSettings
-from attestation.anchoring import anchor_now
-from attestation.chain import ChainSettings, open_embedded_chain
-from attestation.deployment import deploy_and_record, resolve_contract
-from ledger.certificate_rules import RetirementPurpose
-from ledger.certificates import RetirementRequest, retire_certificate
-from ledger.meters import GridRegion
+from attestation.anchoring.anchor import anchor_now
+from attestation.chain.client import ChainSettings, open_embedded_chain
+from attestation.chain.deployment import deploy_and_record, resolve_contract
+from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
+from ledger.certificates.rules import RetirementPurpose
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

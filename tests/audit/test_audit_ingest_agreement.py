@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from meter_support import EPOCH, T0, add_meter, generation_spec, new_key, new_organisation, sign
 from sqlalchemy import select
 
-from ledger.audit import Replay
-from ledger.ingest import ingest
-from ledger.log import MAX_ENTRIES_PER_READ
-from ledger.meters import register_key
+from ledger.audit.replay import Replay
+from ledger.log.store import MAX_ENTRIES_PER_READ
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import register_key
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 from ledger.storage.models import Reading

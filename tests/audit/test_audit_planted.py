@@ -1,4 +1,4 @@
-"""`ledger.audit.replay_log` on clean logs, and on violations planted past the service.
+"""`ledger.audit.replay.replay_log` on clean logs, and on violations planted past the service.
 
 Each planted entry is appended to the log alone (no rows), signed with the registry's real
 issuer key wherever a signature is involved, so the audit must catch it by its rules: the
@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from meter_support import T0
 from sqlalchemy import text
 
-from ledger.audit import replay_log
-from ledger.certificate_rules import HOUR, RetirementPurpose
-from ledger.certificates import (
+from ledger.audit.replay import replay_log
+from ledger.certificates.issuance import IssuanceResult
+from ledger.certificates.lifecycle import (
     RetirementRequest,
     get_certificate,
     retire_certificate,
@@ -36,9 +36,9 @@ from ledger.certificates import (
     transfer_certificate,
     withdraw_certificate,
 )
-from ledger.credentials import did_key, public_bytes, sign_statement
-from ledger.issuance import IssuanceResult
-from ledger.meters import GridRegion
+from ledger.certificates.rules import HOUR, RetirementPurpose
+from ledger.credentials.data_integrity import did_key, public_bytes, sign_statement
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

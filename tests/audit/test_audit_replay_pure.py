@@ -1,4 +1,4 @@
-"""`ledger.audit.Replay` fed leaves directly (no database): it stays linear in the log, its
+"""`ledger.audit.replay.Replay` fed leaves directly (no database): it stays linear in the log, its
 root is the RFC 9162 root, and reading-level rules (order, implausibility) are re-derived."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.audit import Replay
-from ledger.canonical import canonical_entry
-from ledger.log import recompute_root
+from ledger.audit.replay import Replay
+from ledger.log.canonical import canonical_entry
+from ledger.log.store import recompute_root
 
 T0 = 1_780_272_000  # 2026-06-01T00:00:00Z
 

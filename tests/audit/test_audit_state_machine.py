@@ -39,9 +39,10 @@ from meter_support import (
 )
 from sqlalchemy import select
 
-from ledger.audit import replay_log
-from ledger.certificate_rules import HOUR, CertificateStatus, RetirementPurpose, RuleViolationError
-from ledger.certificates import (
+from ledger.audit.replay import replay_log
+from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
+from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.lifecycle import (
     RetirementRequest,
     expire_due,
     retire_certificate,
@@ -49,10 +50,9 @@ from ledger.certificates import (
     transfer_certificate,
     withdraw_certificate,
 )
-from ledger.devices import DeviceSpec, approve_device, open_account, register_device
-from ledger.ingest import ingest
-from ledger.issuance import issue_certificates
-from ledger.meters import EnergySource, GridRegion, register_key
+from ledger.certificates.rules import HOUR, CertificateStatus, RetirementPurpose, RuleViolationError
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import EnergySource, GridRegion, register_key
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 from ledger.storage.models import Certificate

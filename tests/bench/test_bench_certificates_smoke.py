@@ -121,7 +121,7 @@ def test_issuance_figures_and_same_run_ratios(result: dict[str, Any]) -> None:
 def test_matching_is_measured_or_explained(result: dict[str, Any]) -> None:
     for run in result["runs"]:
         matching = run["matching"]
-        if not in_tree("ledger/matching.py", "ledger/factors.py"):
+        if not in_tree("ledger/certificates/matching.py", "ledger/factors/grid.py"):
             assert matching["status"] == "not-available" and matching["reason"]
             continue
         assert matching["status"] == "measured", matching
@@ -145,7 +145,7 @@ def test_matching_is_measured_or_explained(result: dict[str, Any]) -> None:
 def test_bundle_verification_is_measured_or_explained(result: dict[str, Any]) -> None:
     for run in result["runs"]:
         verification = run["bundle_verification"]
-        if not in_tree("attestation/certificate_bundle.py", "attestation/verify.py"):
+        if not in_tree("attestation/certificates/bundle.py", "attestation/bundles/verify.py"):
             assert verification["status"] == "not-available" and verification["reason"]
             continue
         assert verification["status"] == "measured", verification

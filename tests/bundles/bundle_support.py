@@ -24,12 +24,12 @@ from meter_support import (
     stream,
 )
 
-from attestation.anchoring import AnchorRecord, anchor_now
-from attestation.chain import CarbonAnchor
-from attestation.verify import AnchorReader, ChainAnchorReader, ChainObservation
-from ledger.checkpoint import NoteVerifier
-from ledger.ingest import ingest
-from ledger.meters import register_key
+from attestation.anchoring.anchor import AnchorRecord, anchor_now
+from attestation.bundles.verify import AnchorReader, ChainAnchorReader, ChainObservation
+from attestation.chain.client import CarbonAnchor
+from ledger.log.checkpoint import NoteVerifier
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import register_key
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

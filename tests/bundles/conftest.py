@@ -16,8 +16,8 @@ from bundle_support import (
     register_meter_with_key,
 )
 
-from attestation.chain import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
-from attestation.verify import ChainAnchorReader, rpc_anchor_reader
+from attestation.bundles.verify import ChainAnchorReader, rpc_anchor_reader
+from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
 
 
 def _anchored(

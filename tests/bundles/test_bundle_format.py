@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from bundle_support import Anchored, CachingReader
 
-from attestation.bundle import (
+from attestation.bundles.bundle import (
     MAX_BUNDLE_BYTES,
     MAX_PROOF_HASHES,
     BundleFormatError,
@@ -23,7 +23,7 @@ from attestation.bundle import (
     bundle_bytes,
     parse_bundle,
 )
-from attestation.verify import verify_bundle
+from attestation.bundles.verify import verify_bundle
 
 Edit = Callable[[dict[str, Any]], None]
 

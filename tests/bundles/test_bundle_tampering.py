@@ -19,8 +19,8 @@ from bundle_support import Anchored, CachingReader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestation.bundle import ProofBundle, build_bundle, bundle_bytes
-from attestation.verify import report_lines, verify_bundle
+from attestation.bundles.bundle import ProofBundle, build_bundle, bundle_bytes
+from attestation.bundles.verify import report_lines, verify_bundle
 
 ANY = frozenset[str]()
 """The label of bytes outside the guarded parts (member names, punctuation, the format tag):

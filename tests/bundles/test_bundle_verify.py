@@ -22,8 +22,8 @@ from bundle_support import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from meter_support import EPOCH
 
-import attestation.verify as verify_module
-from attestation.bundle import (
+import attestation.bundles.verify as verify_module
+from attestation.bundles.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_MEDIA_TYPE,
     MAX_REQUESTED_ENTRIES,
@@ -34,8 +34,7 @@ from attestation.bundle import (
     bundle_bytes,
     parse_bundle,
 )
-from attestation.chain import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
-from attestation.verify import (
+from attestation.bundles.verify import (
     ChainAnchorReader,
     CheckStatus,
     EntryContext,
@@ -47,10 +46,11 @@ from attestation.verify import (
     rpc_anchor_reader,
     verify_bundle,
 )
-from ledger.canonical import canonical_json
-from ledger.checkpoint import NoteSigner
-from ledger.log import EntryNotFoundError
-from ledger.meters import revoke_key
+from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from ledger.log.canonical import canonical_json
+from ledger.log.checkpoint import NoteSigner
+from ledger.log.store import EntryNotFoundError
+from ledger.meters.registration import revoke_key
 
 
 def _names(report_checks: object) -> list[str]:

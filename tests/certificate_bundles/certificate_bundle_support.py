@@ -1,7 +1,7 @@
 """Helpers for tests/certificate_bundles (imported by module name; never collected).
 
 Real scenarios from `certificate_support` (producer, approved solar device, signed readings,
-accounts), anchored on a real embedded chain with `attestation.anchoring.anchor_now`, then
+accounts), anchored on a real embedded chain with `attestation.anchoring.anchor.anchor_now`, then
 bundled by `build_certificate_bundle` and checked by `verify_bundle`.
 """
 
@@ -15,18 +15,18 @@ from typing import Any
 
 from certificate_support import Scenario, issue_all, producer_scenario
 
-from attestation.anchoring import anchor_now
-from attestation.bundle import ProofBundle, bundle_bytes
-from attestation.certificate_bundle import build_certificate_bundle
-from attestation.chain import CarbonAnchor
-from attestation.verify import (
+from attestation.anchoring.anchor import anchor_now
+from attestation.bundles.bundle import ProofBundle, bundle_bytes
+from attestation.bundles.verify import (
     AnchorReader,
     ChainObservation,
     VerificationReport,
     verify_bundle,
 )
-from ledger.canonical import canonical_json
-from ledger.issuance import IssuedCertificate
+from attestation.certificates.bundle import build_certificate_bundle
+from attestation.chain.client import CarbonAnchor
+from ledger.certificates.issuance import IssuedCertificate
+from ledger.log.canonical import canonical_json
 from ledger.registry import Registry
 
 

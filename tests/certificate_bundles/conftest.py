@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from certificate_bundle_support import MemoReader
 
-from attestation.chain import CarbonAnchor, Chain, open_embedded_chain
-from attestation.verify import ChainAnchorReader
+from attestation.bundles.verify import ChainAnchorReader
+from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain
 
 
 @pytest.fixture(scope="session")

@@ -17,13 +17,17 @@ from pathlib import Path
 import pytest
 from certificate_bundle_support import MemoReader, issued_and_anchored
 
-from attestation.bundle import bundle_bytes
-from attestation.chain import CarbonAnchor, open_embedded_chain
-from attestation.deployment import deploy_and_record
-from attestation.verify import ChainAnchorReader
-from ledger.certificate_rules import RetirementPurpose
-from ledger.certificates import RetirementRequest, retire_certificate, withdraw_certificate
-from ledger.meters import GridRegion
+from attestation.bundles.bundle import bundle_bytes
+from attestation.bundles.verify import ChainAnchorReader
+from attestation.chain.client import CarbonAnchor, open_embedded_chain
+from attestation.chain.deployment import deploy_and_record
+from ledger.certificates.lifecycle import (
+    RetirementRequest,
+    retire_certificate,
+    withdraw_certificate,
+)
+from ledger.certificates.rules import RetirementPurpose
+from ledger.meters.registration import GridRegion
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -9,18 +9,18 @@ import pytest
 from certificate_bundle_support import Issued, MemoReader, issued_and_anchored, kinds
 from certificate_support import issue_all
 
-from attestation.bundle import NotYetAnchoredError
-from attestation.chain import CarbonAnchor
-from attestation.verify import FAILED, PASSED, VerificationReport
-from ledger.certificate_rules import RecordNotFoundError, RetirementPurpose
-from ledger.certificates import (
+from attestation.bundles.bundle import NotYetAnchoredError
+from attestation.bundles.verify import FAILED, PASSED, VerificationReport
+from attestation.chain.client import CarbonAnchor
+from ledger.certificates.lifecycle import (
     RetirementRequest,
     expire_due,
     retire_certificate,
     transfer_certificate,
     withdraw_certificate,
 )
-from ledger.meters import GridRegion
+from ledger.certificates.rules import RecordNotFoundError, RetirementPurpose
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry
 
 CERTIFICATE_CHECKS = ("certificate", "issuer", "device", "evidence", "lineage", "status")

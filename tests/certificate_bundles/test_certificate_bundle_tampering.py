@@ -27,12 +27,16 @@ from certificate_bundle_support import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from attestation.bundle import ProofBundle
-from attestation.chain import CarbonAnchor
-from ledger.certificate_rules import RetirementPurpose
-from ledger.certificates import RetirementRequest, retire_certificate, transfer_certificate
-from ledger.credentials import did_key, public_bytes
-from ledger.meters import GridRegion
+from attestation.bundles.bundle import ProofBundle
+from attestation.chain.client import CarbonAnchor
+from ledger.certificates.lifecycle import (
+    RetirementRequest,
+    retire_certificate,
+    transfer_certificate,
+)
+from ledger.certificates.rules import RetirementPurpose
+from ledger.credentials.data_integrity import did_key, public_bytes
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry
 
 CERTIFICATE_CHECKS = frozenset({"certificate", "issuer", "device", "evidence", "lineage", "status"})

@@ -22,10 +22,10 @@ from meter_support import (
 )
 from sqlalchemy import select
 
-from ledger.certificate_rules import HOUR, CertificateStatus
-from ledger.credentials import verify_credential, verify_statement
-from ledger.energy import Segment, split_energy
-from ledger.ingest import ingest
+from ledger.certificates.rules import HOUR, CertificateStatus
+from ledger.credentials.data_integrity import verify_credential, verify_statement
+from ledger.meters.energy import Segment, split_energy
+from ledger.meters.ingest import ingest
 from ledger.registry import Registry
 from ledger.storage.models import Certificate, DeviceHour, LogEntry
 

@@ -24,22 +24,22 @@ from certificate_invariant_support import (
 from certificate_support import Scenario, issue_all
 from meter_support import T0
 
-from ledger.certificate_rules import (
-    HOUR,
-    CertificateStatus,
-    NotOwnedError,
-    RetirementPurpose,
-    RuleViolationError,
-)
-from ledger.certificates import (
+from ledger.certificates.issuance import IssuanceResult, issue_certificates
+from ledger.certificates.lifecycle import (
     LifecycleResult,
     RetirementRequest,
     retire_certificate,
     split_certificate,
     transfer_certificate,
 )
-from ledger.issuance import IssuanceResult, issue_certificates
-from ledger.meters import GridRegion
+from ledger.certificates.rules import (
+    HOUR,
+    CertificateStatus,
+    NotOwnedError,
+    RetirementPurpose,
+    RuleViolationError,
+)
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry, initialise_registry, open_registry
 from ledger.settings import LedgerSettings
 

@@ -50,14 +50,9 @@ from hypothesis.stateful import (
 )
 from meter_support import T0
 
-from ledger.certificate_rules import (
-    HOUR,
-    CertificateRequestError,
-    CertificateStatus,
-    RetirementPurpose,
-    RuleViolationError,
-)
-from ledger.certificates import (
+from ledger.certificates.devices import open_account
+from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.lifecycle import (
     RetirementRequest,
     expire_due,
     retire_certificate,
@@ -65,9 +60,14 @@ from ledger.certificates import (
     transfer_certificate,
     withdraw_certificate,
 )
-from ledger.devices import open_account
-from ledger.issuance import issue_certificates
-from ledger.meters import GridRegion
+from ledger.certificates.rules import (
+    HOUR,
+    CertificateRequestError,
+    CertificateStatus,
+    RetirementPurpose,
+    RuleViolationError,
+)
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

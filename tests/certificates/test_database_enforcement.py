@@ -20,10 +20,10 @@ from meter_support import T0
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ledger.certificate_rules import CertificateStatus, RetirementPurpose
-from ledger.certificates import RetirementRequest, retire_certificate, split_certificate
-from ledger.issuance import IssuedCertificate
-from ledger.meters import GridRegion
+from ledger.certificates.issuance import IssuedCertificate
+from ledger.certificates.lifecycle import RetirementRequest, retire_certificate, split_certificate
+from ledger.certificates.rules import CertificateStatus, RetirementPurpose
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry
 from ledger.storage.models import Certificate, CertificateRetirement, DeviceHour
 

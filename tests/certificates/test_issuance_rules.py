@@ -1,6 +1,6 @@
 """Issuance rules: what `hourly_production` may count (properties), what `issue_certificates`
 reads (anchored readings of finished hours only, serials continued on re-issuance, the
-device and account checks), and the pure helpers of `ledger.certificate_rules`.
+device and account checks), and the pure helpers of `ledger.certificates.rules`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from meter_support import T0, add_meter, generation_spec, new_organisation, sign
 
-from ledger import certificate_rules as rules
-from ledger.certificate_rules import (
+from ledger.certificates import rules
+from ledger.certificates.devices import DeviceSpec, register_device
+from ledger.certificates.issuance import ReadingPoint, hourly_production, issue_certificates
+from ledger.certificates.lifecycle import issued_credential
+from ledger.certificates.rules import (
     HOUR,
     CertificateState,
     CertificateStatus,
@@ -39,12 +42,9 @@ from ledger.certificate_rules import (
     add_months,
     gec_text,
 )
-from ledger.certificates import issued_credential
-from ledger.devices import DeviceSpec, register_device
-from ledger.energy import Segment, split_energy
-from ledger.ingest import ingest
-from ledger.issuance import ReadingPoint, hourly_production, issue_certificates
-from ledger.meters import EnergySource, GridRegion
+from ledger.meters.energy import Segment, split_energy
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import EnergySource, GridRegion
 from ledger.registry import Registry
 
 # ------------------------------------------------------------- hourly_production

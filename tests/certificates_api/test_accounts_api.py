@@ -18,7 +18,7 @@ from api.problems import (
     UNAUTHORIZED,
     VALIDATION_ERROR,
 )
-from ledger.canonical import parse_entry
+from ledger.log.canonical import parse_entry
 from ledger.registry import Registry
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]

@@ -12,13 +12,13 @@ from fastapi.testclient import TestClient
 from meter_support import EPOCH, T0, add_meter, assert_problem, generation_spec, new_key
 
 from api.problems import NOT_ANCHORED, NOT_FOUND, STATE_CONFLICT
-from attestation.anchoring import anchor_now
-from attestation.bundle import BUNDLE_MEDIA_TYPE, parse_bundle
-from attestation.chain import CarbonAnchor, ChainSettings, open_embedded_chain
-from attestation.deployment import resolve_contract
-from ledger.canonical import parse_entry
-from ledger.certificate_rules import HOUR
-from ledger.meters import epoch_text, register_key
+from attestation.anchoring.anchor import anchor_now
+from attestation.bundles.bundle import BUNDLE_MEDIA_TYPE, parse_bundle
+from attestation.chain.client import CarbonAnchor, ChainSettings, open_embedded_chain
+from attestation.chain.deployment import resolve_contract
+from ledger.certificates.rules import HOUR
+from ledger.log.canonical import parse_entry
+from ledger.meters.registration import epoch_text, register_key
 from ledger.registry import Registry
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]

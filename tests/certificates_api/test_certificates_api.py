@@ -22,12 +22,12 @@ from api.problems import (
     UNAUTHORIZED,
     VALIDATION_ERROR,
 )
-from ledger.canonical import parse_entry
-from ledger.certificate_rules import HOUR
-from ledger.credentials import verify_credential, verify_statement
-from ledger.devices import DeviceSpec, approve_device, register_device
-from ledger.issuance import IssuanceResult, issue_certificates
-from ledger.meters import EnergySource, GridRegion, epoch_text, register_key
+from ledger.certificates.devices import DeviceSpec, approve_device, register_device
+from ledger.certificates.issuance import IssuanceResult, issue_certificates
+from ledger.certificates.rules import HOUR
+from ledger.credentials.data_integrity import verify_credential, verify_statement
+from ledger.log.canonical import parse_entry
+from ledger.meters.registration import EnergySource, GridRegion, epoch_text, register_key
 from ledger.registry import Registry
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]

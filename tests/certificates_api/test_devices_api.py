@@ -18,9 +18,9 @@ from api.problems import (
     UNAUTHORIZED,
     VALIDATION_ERROR,
 )
-from ledger.canonical import parse_entry
-from ledger.credentials import verify_statement
-from ledger.meters import epoch_text
+from ledger.credentials.data_integrity import verify_statement
+from ledger.log.canonical import parse_entry
+from ledger.meters.registration import epoch_text
 from ledger.registry import Registry
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]

@@ -12,9 +12,9 @@ from sqlalchemy import select
 from api.app import CertificateExpiryService, create_app
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from ledger.canonical import parse_entry
-from ledger.certificate_rules import HOUR
-from ledger.issuance import issue_certificates
+from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.rules import HOUR
+from ledger.log.canonical import parse_entry
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from ledger.storage.models import Certificate

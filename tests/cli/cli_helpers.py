@@ -10,7 +10,7 @@ from typing import Any
 
 from typer.testing import CliRunner, Result
 
-from api.cli import app
+from api.cli.main import app
 from api.settings import ApiSettings
 from ledger.registry import open_registry
 from ledger.settings import LedgerSettings

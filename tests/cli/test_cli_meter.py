@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 from cli_helpers import assert_one_line_error, isolated_env, run
 
-from ledger.readings import key_id, load_meter_public_key, parse_envelope, verify_signed_reading
+from ledger.meters.readings import (
+    key_id,
+    load_meter_public_key,
+    parse_envelope,
+    verify_signed_reading,
+)
 from meter_signing.keys import load_meter_key_file
 from meter_signing.signing import sign_reading
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from cli_helpers import SETTING_VARIABLES
 
-from attestation.localnode import free_loopback_port
-from ledger.checkpoint import NoteVerifier, open_checkpoint
+from attestation.chain.localnode import free_loopback_port
+from ledger.log.checkpoint import NoteVerifier, open_checkpoint
 from ledger.registry import open_registry
 from ledger.settings import LedgerSettings
 

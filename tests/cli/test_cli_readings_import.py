@@ -19,16 +19,16 @@ from cli_helpers import CliRegistry, assert_one_line_error, isolated_env
 from meter_support import EPOCH, T0, MeterKeyPair, generation_spec, new_key, sign, stream
 from typer.testing import CliRunner, Result
 
-from api import cli
-from api.cli_readings import COLUMNS, readings_app
-from ledger.canonical import parse_entry
+from api.cli import main as cli
+from api.cli.readings import COLUMNS, readings_app
 from ledger.clients import create_client
-from ledger.meters import register_key, register_meter
+from ledger.log.canonical import parse_entry
+from ledger.meters.registration import register_key, register_meter
 from ledger.registry import Registry, open_registry
 
 
 def _app() -> typer.Typer:
-    """api.cli's app once `readings` is wired in; until then the same wiring, done here."""
+    """api.cli.main's app once `readings` is wired in; until then the same wiring, done here."""
     if any(group.name == "readings" for group in cli.app.registered_groups):
         return cli.app
     app = typer.Typer(cls=cli._Group, no_args_is_help=True, add_completion=False)

@@ -25,10 +25,10 @@ from cli_helpers import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.cli import MAX_PROOF_BYTES
+from api.cli.main import MAX_PROOF_BYTES
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody
-from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
-from ledger.merkle import leaf_hash
+from ledger.log.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from ledger.log.merkle import leaf_hash
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from testdata_support import TESTDATA, require_testdata
 
-from ledger.credentials import (
+from ledger.credentials.data_integrity import (
     CredentialError,
     CredentialFormatError,
     CredentialSignatureError,

@@ -17,8 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from testdata_support import require_testdata
 
-from ledger.canonical import canonical_json
-from ledger.credentials import (
+from ledger.credentials.data_integrity import (
     CRYPTOSUITE,
     CredentialFormatError,
     ProofOptions,
@@ -35,6 +34,7 @@ from ledger.credentials import (
     sign_credential,
     verify_credential,
 )
+from ledger.log.canonical import canonical_json
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import canonical_json
-from ledger.credentials import (
+from ledger.credentials.data_integrity import (
     StatementError,
     did_key,
     did_key_verification_method,
@@ -19,6 +18,7 @@ from ledger.credentials import (
     sign_statement,
     verify_statement,
 )
+from ledger.log.canonical import canonical_json
 
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 DID = did_key(public_bytes(KEY))

@@ -19,7 +19,7 @@ from api.app import create_app
 from api.security import SCOPE_LOG_READ, SCOPE_READINGS_WRITE, ensure_token_secret
 from api.settings import ApiSettings
 from ledger.clients import IssuedClient, create_client
-from ledger.meters import (
+from ledger.meters.registration import (
     EnergySource,
     GridRegion,
     MeterRole,

@@ -1,7 +1,7 @@
-"""`carbonledger meter simulate` and `carbonledger gateway run` (api/cli_gateway.py).
+"""`carbonledger meter simulate` and `carbonledger gateway run` (api/cli/gateway.py).
 
-The commands are mounted on a root app built here exactly as api/cli.py mounts them, with
-api.cli's group class, so errors go through the CLI's one-line error handling.
+The commands are mounted on a root app built here exactly as api/cli/main.py mounts them, with
+api.cli.main's group class, so errors go through the CLI's one-line error handling.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from gateway_support import (
 )
 from typer.testing import CliRunner, Result
 
-from api.cli import _Group
-from api.cli_gateway import gateway_app, meter_simulate_command
+from api.cli.gateway import gateway_app, meter_simulate_command
+from api.cli.main import _Group
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from meter_signing.keys import create_meter_key_file
@@ -177,7 +177,7 @@ def simulate_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], in
     port = free_port()
     script = (
         "import typer\n"
-        "from api.cli_gateway import meter_simulate_command\n"
+        "from api.cli.gateway import meter_simulate_command\n"
         "typer.run(meter_simulate_command)\n"
     )
     process = subprocess.Popen(

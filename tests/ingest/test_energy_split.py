@@ -1,4 +1,4 @@
-"""The interval-energy rule of `ledger.energy` (pure), by example and by property."""
+"""The interval-energy rule of `ledger.meters.energy` (pure), by example and by property."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.energy import MAX_INTERVALS, EnergyQueryError, Segment, split_energy
+from ledger.meters.energy import MAX_INTERVALS, EnergyQueryError, Segment, split_energy
 
 HOUR = 3600
 

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from meter_support import new_key, sign_payload
 
-from ledger.canonical import canonical_entry, canonical_json
-from ledger.ingest import envelope_bytes, payload_bytes, reading_leaf
-from ledger.readings import MAX_REGISTER_WH, parse_envelope
+from ledger.log.canonical import canonical_entry, canonical_json
+from ledger.meters.ingest import envelope_bytes, payload_bytes, reading_leaf
+from ledger.meters.readings import MAX_REGISTER_WH, parse_envelope
 
 KEYS = [new_key("Ed25519"), new_key("ES256")]
 

@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from meter_support import add_meter, consumption_spec, new_key, new_organisation, sign, snapshot
 from testdata_support import require_testdata
 
-from ledger.canonical import parse_entry
-from ledger.energy import meter_readings
-from ledger.ingest import IngestResult, ingest
-from ledger.meters import register_key
-from ledger.ocmf import load_ocmf_public_key
-from ledger.readings import public_key_spki
+from ledger.log.canonical import parse_entry
+from ledger.meters.energy import meter_readings
+from ledger.meters.ingest import IngestResult, ingest
+from ledger.meters.ocmf import load_ocmf_public_key
+from ledger.meters.readings import public_key_spki
+from ledger.meters.registration import register_key
 from ledger.registry import Registry
 
 KEYS_FROM = datetime(2020, 1, 1, tzinfo=UTC)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from meter_support import EPOCH, T0, add_meter, consumption_spec, new_key, new_organisation, sign
 
-from ledger.ingest import IngestResult, Reason, ingest
-from ledger.meters import register_key
+from ledger.meters.ingest import IngestResult, Reason, ingest
+from ledger.meters.registration import register_key
 from ledger.registry import Registry
 
 NOW = T0 + 400 * 86400

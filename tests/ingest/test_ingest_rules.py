@@ -1,4 +1,4 @@
-"""`ledger.ingest`: each rule has its reason code, and a refusal changes nothing.
+"""`ledger.meters.ingest`: each rule has its reason code, and a refusal changes nothing.
 
 "Nothing" is checked as the log size and root plus the count of reading rows (and, for
 equivocation, exactly one new evidence row and still no reading and no leaf).
@@ -27,8 +27,8 @@ from meter_support import (
 )
 from sqlalchemy import select
 
-from ledger.canonical import canonical_entry, canonical_json, parse_entry
-from ledger.ingest import (
+from ledger.log.canonical import canonical_entry, canonical_json, parse_entry
+from ledger.meters.ingest import (
     BatchTooLargeError,
     IngestPolicy,
     IngestResult,
@@ -37,7 +37,7 @@ from ledger.ingest import (
     ingest,
     list_evidence,
 )
-from ledger.meters import register_key, revoke_key
+from ledger.meters.registration import register_key, revoke_key
 from ledger.registry import Registry
 from ledger.storage.models import Meter, Reading
 

@@ -15,7 +15,7 @@ from api.problems import (
     RANGE_INVALID,
     VALIDATION_ERROR,
 )
-from ledger.canonical import parse_entry
+from ledger.log.canonical import parse_entry
 from ledger.registry import Registry
 
 Headers = Callable[..., tuple[dict[str, str], str]]

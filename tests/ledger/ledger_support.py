@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import select
 from testdata_support import running_in_ci
 
-from ledger.log import TILE_LEVEL_SHIFT, TILE_WIDTH
-from ledger.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
+from ledger.log.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
+from ledger.log.store import TILE_LEVEL_SHIFT, TILE_WIDTH
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 from ledger.storage.models import LogTile

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ledger.canonical import canonical_entry
+from ledger.log.canonical import canonical_entry
 from ledger.registry import open_registry
 from ledger.settings import LedgerSettings
 

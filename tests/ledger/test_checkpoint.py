@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.checkpoint import (
+from ledger.log.checkpoint import (
     MAX_SIGNATURES,
     SIGNATURE_LINE_PREFIX,
     Checkpoint,
@@ -34,7 +34,7 @@ from ledger.checkpoint import (
     open_checkpoint,
     sign_checkpoint,
 )
-from ledger.merkle import MAX_TREE_SIZE
+from ledger.log.merkle import MAX_TREE_SIZE
 
 # --- golang.org/x/mod sumdb/note test vectors ------------------------------------------
 GO_TEXT = (

@@ -28,9 +28,9 @@ from ledger_support import (
 )
 from ledger_writer import WRITER_KIND, writer_entry
 
-from ledger.canonical import parse_entry
-from ledger.log import recompute_root
-from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.log.canonical import parse_entry
+from ledger.log.merkle import verify_consistency, verify_inclusion
+from ledger.log.store import recompute_root
 from ledger.registry import Registry
 
 WRITER_TIMEOUT_SECONDS = 150

@@ -27,8 +27,8 @@ from ledger_support import (
 )
 from ledger_writer import crash_leaf
 
-from ledger.log import recompute_root
-from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.log.merkle import verify_consistency, verify_inclusion
+from ledger.log.store import recompute_root
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 

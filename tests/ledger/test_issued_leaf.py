@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import canonical_entry
-from ledger.credentials import (
+from ledger.certificates.issuance import ISSUED_KIND, issued_leaf
+from ledger.credentials.data_integrity import (
     ProofOptions,
     did_key,
     did_key_verification_method,
@@ -17,7 +17,7 @@ from ledger.credentials import (
     sign_credential_jcs,
     verify_credential,
 )
-from ledger.issuance import ISSUED_KIND, issued_leaf
+from ledger.log.canonical import canonical_entry
 
 _KEY = Ed25519PrivateKey.generate()
 _DID = did_key(public_bytes(_KEY))

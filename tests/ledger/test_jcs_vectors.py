@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_support import load_testdata, missing_testdata
 
-from ledger.canonical import (
+from ledger.log.canonical import (
     MAX_CANONICAL_BYTES,
     CanonicalizationError,
     canonical_entry,

@@ -12,9 +12,10 @@ from ledger_support import BruteTree, prefix_roots, read_all_entries
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from ledger.canonical import CanonicalizationError, canonical_entry
-from ledger.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
-from ledger.log import (
+from ledger.log.canonical import CanonicalizationError, canonical_entry
+from ledger.log.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
+from ledger.log.merkle import EMPTY_ROOT, ProofRequestError, verify_consistency, verify_inclusion
+from ledger.log.store import (
     MAX_ENTRIES_PER_READ,
     MAX_LEAVES_PER_TRANSACTION,
     EntryNotFoundError,
@@ -24,7 +25,6 @@ from ledger.log import (
     LogTransaction,
     recompute_root,
 )
-from ledger.merkle import EMPTY_ROOT, ProofRequestError, verify_consistency, verify_inclusion
 from ledger.registry import Registry, open_registry
 from ledger.settings import LedgerSettings
 from ledger.storage.db import Database

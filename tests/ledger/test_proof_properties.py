@@ -37,9 +37,8 @@ from ledger_support import (
 from pg_support import fresh_postgres_database
 from pymerkle import InmemoryTree
 
-from ledger.canonical import canonical_entry
-from ledger.log import recompute_root
-from ledger.merkle import (
+from ledger.log.canonical import canonical_entry
+from ledger.log.merkle import (
     MAX_TREE_SIZE,
     ProofRequestError,
     VerificationError,
@@ -54,6 +53,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ledger.log.store import recompute_root
 from ledger.registry import Registry
 
 DB_EXAMPLES = settings(max_examples=100, deadline=None)

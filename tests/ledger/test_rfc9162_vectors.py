@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from ledger_support import load_testdata, missing_testdata
 
-from ledger.log import recompute_root
-from ledger.merkle import (
+from ledger.log.merkle import (
     ConsistencyProofError,
     InclusionProofError,
     VerificationError,
@@ -28,6 +27,7 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ledger.log.store import recompute_root
 from ledger.registry import Registry
 
 VECTOR_FILE = ("rfc9162", "transparency-dev-vectors.json")

@@ -1,7 +1,7 @@
 """Helpers for the matching-report tests: consumption through the real ledger, supply by rows.
 
-Consumption meters, their keys and signed readings go through `ledger.meters` and
-`ledger.ingest`, exactly as in production. Retired certificates are inserted as ORM rows
+Consumption meters, their keys and signed readings go through `ledger.meters.registration` and
+`ledger.meters.ingest`, exactly as in production. Retired certificates are inserted as ORM rows
 (organisation, device, account, certificate, retirement): issuance and retirement have their
 own tests, and the report only reads these tables. Their `log_index` values are unique
 numbers far above the log, since nothing here is a log entry.
@@ -16,8 +16,14 @@ from datetime import UTC, datetime
 
 from meter_support import new_key, new_organisation, sign
 
-from ledger.ingest import ingest
-from ledger.meters import GridRegion, MeterRole, MeterSpec, register_key, register_meter
+from ledger.meters.ingest import ingest
+from ledger.meters.registration import (
+    GridRegion,
+    MeterRole,
+    MeterSpec,
+    register_key,
+    register_meter,
+)
 from ledger.registry import Registry
 from ledger.storage.models import Account, Certificate, CertificateRetirement, Device
 

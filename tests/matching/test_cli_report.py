@@ -12,11 +12,11 @@ import typer
 from matching_support import HOUR, START, consumption_meter, organisation, retired_certificate
 from typer.testing import CliRunner, Result
 
-from api.cli_reports import file_stem, report_app
+from api.cli.reports import file_stem, report_app
 from api.settings import ApiSettings
-from ledger.factors import FactorSettings, packaged_factor_table
-from ledger.matching import matching_report
-from ledger.meters import GridRegion, epoch_text
+from ledger.certificates.matching import matching_report
+from ledger.factors.grid import FactorSettings, packaged_factor_table
+from ledger.meters.registration import GridRegion, epoch_text
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 
@@ -28,8 +28,8 @@ SETTING_VARIABLES = tuple(
 
 
 def _cli() -> typer.Typer:
-    """The real command tree once api/cli.py wires `report`; until then the same wiring here."""
-    from api.cli import _Group, app  # noqa: PLC0415
+    """The real command tree once api/cli/main.py wires `report`; else the same wiring here."""
+    from api.cli.main import _Group, app  # noqa: PLC0415
 
     if any(info.name == "report" for info in app.registered_groups):
         return app

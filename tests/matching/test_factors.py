@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from testdata_support import require_testdata
 
-from ledger.factors import (
+from ledger.factors.grid import (
     FACTORS_KEY,
     MAX_FACTOR_FILE_BYTES,
     PACKAGED_SOURCE,
@@ -20,9 +20,11 @@ from ledger.factors import (
     packaged_factor_table,
     parse_factor_text,
 )
-from ledger.meters import GridRegion
+from ledger.meters.registration import GridRegion
 
-PACKAGED = Path(__file__).resolve().parents[2] / "ledger" / "data" / "cn_grid_factors.json"
+PACKAGED = (
+    Path(__file__).resolve().parents[2] / "ledger" / "factors" / "data" / "cn_grid_factors.json"
+)
 
 
 def _decimal_json(path: Path) -> object:

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.factors import packaged_factor_table
-from ledger.matching import (
+from ledger.certificates.matching import (
     MAX_HOURS,
     MAX_WH_PER_REGION_HOUR,
     MatchingReport,
@@ -19,7 +18,8 @@ from ledger.matching import (
     compute_matching,
     gec_text,
 )
-from ledger.meters import GridRegion
+from ledger.factors.grid import packaged_factor_table
+from ledger.meters.registration import GridRegion
 
 H = 3600
 T2023 = int(datetime(2023, 6, 1, tzinfo=UTC).timestamp())

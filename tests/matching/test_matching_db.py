@@ -14,8 +14,7 @@ from matching_support import (
 )
 from meter_support import add_meter, generation_spec
 
-from ledger.factors import packaged_factor_table
-from ledger.matching import (
+from ledger.certificates.matching import (
     MAX_METER_HOURS,
     MatchingRequestError,
     UnknownOrganisationError,
@@ -23,7 +22,8 @@ from ledger.matching import (
     hourly_supply,
     matching_report,
 )
-from ledger.meters import GridRegion, MeterRole
+from ledger.factors.grid import packaged_factor_table
+from ledger.meters.registration import GridRegion, MeterRole
 from ledger.registry import Registry
 
 EAST, SOUTH = GridRegion.EAST, GridRegion.SOUTH
@@ -128,7 +128,7 @@ def test_meter_hours_are_bounded(registry: Registry, monkeypatch: pytest.MonkeyP
     consumption_meter(registry, buyer, "m-1", EAST, [1])
     consumption_meter(registry, buyer, "m-2", EAST, [1])
     # Two meters: a report of more than half the limit in hours is refused before any read.
-    monkeypatch.setattr("ledger.matching.MAX_METER_HOURS", 10)
+    monkeypatch.setattr("ledger.certificates.matching.MAX_METER_HOURS", 10)
     with pytest.raises(MatchingRequestError, match="meter-hours"):
         hourly_consumption(registry.database, buyer, START, START + 6 * HOUR)
     assert hourly_consumption(registry.database, buyer, START, START + 5 * HOUR) == {

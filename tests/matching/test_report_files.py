@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.report_files import CHART_HEIGHT_PX, CHART_WIDTH_PX, CSV_COLUMNS, write_chart, write_csv
-from ledger.factors import packaged_factor_table
-from ledger.matching import MatchingReport, compute_matching
-from ledger.meters import GridRegion
+from ledger.certificates.matching import MatchingReport, compute_matching
+from ledger.factors.grid import packaged_factor_table
+from ledger.meters.registration import GridRegion
 
 H = 3600
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

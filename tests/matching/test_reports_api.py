@@ -13,9 +13,9 @@ from meter_support import assert_problem
 
 from api.problems import FORBIDDEN, NOT_FOUND, NOT_READY, RANGE_INVALID, UNAUTHORIZED
 from api.schemas.reports import MatchingReportBody
-from ledger.factors import packaged_factor_table
-from ledger.matching import matching_report
-from ledger.meters import GridRegion, epoch_text
+from ledger.certificates.matching import matching_report
+from ledger.factors.grid import packaged_factor_table
+from ledger.meters.registration import GridRegion, epoch_text
 from ledger.registry import Registry
 
 Headers = Callable[..., tuple[dict[str, str], str]]

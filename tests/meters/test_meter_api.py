@@ -19,7 +19,7 @@ from api.problems import (
     VALIDATION_ERROR,
     ProblemType,
 )
-from ledger.canonical import parse_entry
+from ledger.log.canonical import parse_entry
 from ledger.registry import Registry
 
 Headers = Callable[..., tuple[dict[str, str], str]]

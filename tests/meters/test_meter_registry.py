@@ -1,4 +1,5 @@
-"""The meter registry in `ledger.meters`: every change is a leaf, every refusal changes nothing."""
+"""The meter registry in `ledger.meters.registration`: every change is a leaf, every refusal
+changes nothing."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from meter_support import (
     snapshot,
 )
 
-from ledger.canonical import parse_entry
-from ledger.meters import (
+from ledger.log.canonical import parse_entry
+from ledger.meters.readings import public_key_spki
+from ledger.meters.registration import (
     KeyAlreadyRevokedError,
     KeyExistsError,
     KeyNotFoundError,
@@ -33,7 +35,6 @@ from ledger.meters import (
     register_meter,
     revoke_key,
 )
-from ledger.readings import public_key_spki
 from ledger.registry import Registry
 
 

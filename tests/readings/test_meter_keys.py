@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger.keyfiles import KeyFileError
-from ledger.readings import Algorithm, key_id, load_meter_public_key, verify_signed_reading
+from ledger.meters.readings import Algorithm, key_id, load_meter_public_key, verify_signed_reading
 from meter_signing.keys import (
     create_meter_key_file,
     generate_meter_key,

@@ -1,4 +1,4 @@
-"""ledger.ocmf beyond the real records: every supported curve and spelling, refusals with
+"""ledger.meters.ocmf beyond the real records: every supported curve and spelling, refusals with
 their reason codes, exact kWh/Wh conversion, TM parsing, the meter id, and robustness
 (arbitrary input only ever raises OcmfError)."""
 
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.ocmf import (
+from ledger.meters.ocmf import (
     MAX_OCMF_BYTES,
     OcmfError,
     ocmf_readings,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from testdata_support import TESTDATA, require_testdata
 
-from ledger.ocmf import OcmfError, ocmf_readings, parse_ocmf, verify_ocmf
+from ledger.meters.ocmf import OcmfError, ocmf_readings, parse_ocmf, verify_ocmf
 
 OCMF_DIR = TESTDATA / "ocmf"
 SIGNATURE_FAILURES = {"bad-signature", "key-curve-mismatch"}

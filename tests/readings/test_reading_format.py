@@ -1,4 +1,4 @@
-"""ledger.readings parse_payload / parse_envelope (DESIGN §4.3): every format error is a
+"""ledger.meters.readings parse_payload / parse_envelope (DESIGN §4.3): every format error is a
 ReadingFormatError whose message names the offending field; nothing else escapes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.readings import (
+from ledger.meters.readings import (
     MAX_REGISTER_WH,
     ReadingFormatError,
     b64url,

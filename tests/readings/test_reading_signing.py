@@ -1,4 +1,5 @@
-"""meter_signing.signing against ledger.readings: what the device signs, the registry verifies;
+"""meter_signing.signing against ledger.meters.readings: what the device signs, the registry
+verifies;
 any change to a signed field, the alg or a signature byte makes verification fail; the
 MeterSigner never signs a seq or time that does not strictly increase."""
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.readings import (
+from ledger.meters.readings import (
     MAX_REGISTER_WH,
     METER_ID_PATTERN,
     Algorithm,

@@ -1,4 +1,4 @@
-"""Confirmed on-chain anchors of the log (attestation.records.ChainAnchor).
+"""Confirmed on-chain anchors of the log (attestation.anchoring.records.ChainAnchor).
 
 Revision ID: 0003
 Revises: 0002
