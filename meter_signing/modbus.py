@@ -1,6 +1,6 @@
 """Register maps and reading an energy meter's cumulative registers over Modbus TCP.
 
-Two maps (`shared/testdata/modbus/modbus_maps.json`), both turned into integer Wh, the unit of
+Two maps (`tests/data/modbus/modbus_maps.json`), both turned into integer Wh, the unit of
 DESIGN §4.3:
 
 - **Eastron SDM630**: IEEE-754 float32 kWh, big-endian words, in input registers 0x0048

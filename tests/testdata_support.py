@@ -1,6 +1,9 @@
-"""Where the shared test material lives, and the CI policy for missing prerequisites.
+"""Where the test material lives, and the CI policy for missing prerequisites.
 
-An ordinary module (not a conftest) so test files can import it by name.
+The vectors and reference data are copies kept in the repository (`tests/data/`, sources and
+licences in `tests/data/PROVENANCE.md`), so a clone runs its tests with nothing beside it.
+`tests/test_testdata_copies.py` compares them with the independent originals when those are
+present. An ordinary module (not a conftest) so test files can import it by name.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+TESTDATA = Path(__file__).resolve().parent / "data"
 
 
 def running_in_ci() -> bool:
@@ -18,10 +21,8 @@ def running_in_ci() -> bool:
 
 
 def require_testdata(*parts: str) -> Path:
+    """A file of `tests/data`; its absence is a broken checkout, so the test fails."""
     path = TESTDATA.joinpath(*parts)
     if not path.exists():
-        message = f"shared test data missing at {path}"
-        if running_in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"test data missing at {path} (it is part of the repository)")
     return path

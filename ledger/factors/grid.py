@@ -1,6 +1,6 @@
 """China's grid CO2 emission factors, for location- and market-based Scope 2 figures.
 
-A factor table is a JSON document in the format of `shared/testdata/factors/cn_factors_gec.json`:
+A factor table is a JSON document in the format of `tests/data/factors/cn_factors_gec.json`:
 either that whole document (the factors sit under `china_grid_co2_factors_kgCO2_per_kWh`) or the
 inner object alone. Values are kg CO2 per kWh, keyed by year (text, four digits):
 

@@ -1,7 +1,7 @@
 """Python-Solidity cross-check on the embedded chain: the contract's RFC 9162 verifiers
 (`verifyConsistency`, `rootFromInclusionProof`) and `ledger.log.merkle` give the same answer
 
-- on every probe of shared/testdata/rfc9162 that fits the ABI (32-byte hashes, uint64
+- on every probe of tests/data/rfc9162 that fits the ABI (32-byte hashes, uint64
   sizes); probes with other hash lengths cannot reach the contract, and for those the
   Python side alone must give the expected answer;
 - on random proofs read from a real stored ledger Log (hypothesis), both genuine ones and
@@ -13,13 +13,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
-from anchor_support import running_in_ci
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testdata_support import TESTDATA
 
 from attestation.chain.client import CarbonAnchor, ContractRevert
 from ledger.log.merkle import (
@@ -32,13 +31,7 @@ from ledger.log.store import Log
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 
-VECTORS_PATH = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
-    / "testdata"
-    / "rfc9162"
-    / "transparency-dev-vectors.json"
-)
+VECTORS_PATH = TESTDATA / "rfc9162" / "transparency-dev-vectors.json"
 VECTORS: dict[str, Any] | None = (
     json.loads(VECTORS_PATH.read_text()) if VECTORS_PATH.exists() else None
 )
@@ -110,10 +103,7 @@ def _contract_consistent(
 
 def test_probe_file_present() -> None:
     if VECTORS is None:
-        message = f"shared test data missing at {VECTORS_PATH}"
-        if running_in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        pytest.fail(f"test data missing at {VECTORS_PATH} (it is part of the repository)")
     assert len(INCLUSION) == 98 and len(CONSISTENCY) == 98
 
 

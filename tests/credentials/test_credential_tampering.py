@@ -1,6 +1,6 @@
 """Every change to a signed credential is refused, and junk input raises only CredentialError.
 
-The base credential is the specification's vector (shared/testdata/vc-di-eddsa), verified
+The base credential is the specification's vector (tests/data/vc-di-eddsa), verified
 with the knowledge that its did:key controls its https issuer, and a copy re-signed with a
 did:key issuer so the default (no outside knowledge) path is exercised too.
 """

@@ -1,6 +1,6 @@
 """eddsa-jcs-2022 against the specification's test vectors (DESIGN §4.6), byte for byte.
 
-The vector file (shared/testdata/vc-di-eddsa) holds the w3c/vc-di-eddsa key pair, the
+The vector file (tests/data/vc-di-eddsa) holds the w3c/vc-di-eddsa key pair, the
 unsigned and signed credential and every intermediate value; each is reproduced here.
 """
 

@@ -1,4 +1,4 @@
-"""OCMF records in ingestion (decision 31): real records from shared/testdata/ocmf, and
+"""OCMF records in ingestion (decision 31): real records from tests/data/ocmf, and
 records signed here to exercise the sequence rules on the OCMF mapping."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Helpers shared by the tests in tests/ledger (imported by module name; never collected).
 
-- the shared test data (`TESTDATA`, `load_testdata`, `missing_testdata`),
+- the test data (`TESTDATA`, `load_testdata`, `missing_testdata`),
 - a brute-force RFC 9162 tree written straight from the RFC's recursive definitions
   (MTH, PATH, SUBPROOF), used as the oracle for the planners and the stored log,
 - the "shape" of a proof (which side each hash joins on), used to say exactly when a
@@ -18,16 +18,13 @@ from typing import Any, NoReturn
 
 import pytest
 from sqlalchemy import select
-from testdata_support import running_in_ci
+from testdata_support import TESTDATA
 
 from ledger.log.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
 from ledger.log.store import TILE_LEVEL_SHIFT, TILE_WIDTH
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 from ledger.storage.models import LogTile
-
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
-"""Same location as `TESTDATA` in tests/conftest.py (…/shared/testdata next to the repo)."""
 
 WRITER_SCRIPT = Path(__file__).with_name("ledger_writer.py")
 
@@ -36,10 +33,10 @@ WRITER_SCRIPT = Path(__file__).with_name("ledger_writer.py")
 
 
 def load_testdata(*parts: str) -> Any:
-    """Parsed JSON from shared/testdata, or None when the file is absent.
+    """Parsed JSON from tests/data, or None when the file is absent.
 
-    Used at import time to build parameter lists; the test that calls
-    `missing_testdata` reports the absence (skip locally, fail under CI).
+    Used at import time to build parameter lists; the test that calls `missing_testdata`
+    reports the absence as a failure (the data is part of the repository).
     """
     path = TESTDATA.joinpath(*parts)
     if not path.exists():
@@ -48,10 +45,7 @@ def load_testdata(*parts: str) -> Any:
 
 
 def missing_testdata(*parts: str) -> NoReturn:
-    message = f"shared test data missing at {TESTDATA.joinpath(*parts)}"
-    if running_in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    pytest.fail(f"test data missing at {TESTDATA.joinpath(*parts)} (it is part of the repository)")
 
 
 # ------------------------------------------------------------- brute-force RFC 9162

@@ -1,4 +1,4 @@
-"""RFC 8785 (JCS) vectors from shared/testdata/jcs and the log-entry rules (DESIGN §4.1, §4.2).
+"""RFC 8785 (JCS) vectors from tests/data/jcs and the log-entry rules (DESIGN §4.1, §4.2).
 
 Every vector: canonical_json(json.loads(input_text)) is exactly the expected bytes (also
 given as hex). Log entries: `kind` of the form "<name>/<version>" is required, floats are

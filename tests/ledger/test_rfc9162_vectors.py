@@ -1,4 +1,4 @@
-"""Every case of shared/testdata/rfc9162 (transparency-dev/merkle test data).
+"""Every case of tests/data/rfc9162 (transparency-dev/merkle test data).
 
 - roots for sizes 0..8 from `leaf_inputs_hex`: pure (`root_of_leaves`, `recompute_root`)
   and through a registry log on SQLite and PostgreSQL, appended in several batchings;

@@ -1,4 +1,4 @@
-"""Real OCMF records from shared/testdata/ocmf get exactly their recorded verdicts.
+"""Real OCMF records from tests/data/ocmf get exactly their recorded verdicts.
 
 Two files, one table each:
 - ocmf_examples.json: 11 curated records with notes (upstream: SAFE-eV transparenzsoftware
