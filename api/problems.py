@@ -69,7 +69,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.schemas.problem import OAuthProblem, Problem, ValidationProblem
-from attestation.bundles.bundle import BundleRequestError, NotYetAnchoredError
+from attestation.bundles.build import BundleRequestError, NotYetAnchoredError
 from ledger.certificates.rules import (
     CertificateRequestError,
     NotOwnedError,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ledger.certificates.matching import HOURLY_COLUMNS, percent
-from ledger.meters.registration import epoch_text
+from ledger.times import format_utc
 
 if TYPE_CHECKING:
     from ledger.certificates.matching import MatchingReport
@@ -153,7 +153,7 @@ def write_chart(report: MatchingReport, path: Path) -> None:
 
     scope = "same region" if report.same_region else "all regions pooled"
     figure.suptitle(
-        f"24/7 matching {epoch_text(report.start)} to {epoch_text(report.end)} ({scope})\n"
+        f"24/7 matching {format_utc(report.start)} to {format_utc(report.end)} ({scope})\n"
         f"hourly CFE score {_share(percent(report.cfe_score))}, "
         f"annual volume match {_share(percent(report.volume_match))}"
     )

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from attestation.anchoring.anchor import anchor_now
-from attestation.bundles.bundle import bundle_bytes
+from attestation.bundles.format import bundle_bytes
 from attestation.certificates.bundle import build_certificate_bundle
 from attestation.chain.client import ChainSettings, open_embedded_chain
 from attestation.chain.deployment import resolve_contract

@@ -27,7 +27,7 @@ import typer
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from attestation.bundles.verify import VerificationReport
+    from attestation.bundles.report import VerificationReport
     from attestation.chain.client import Chain, ChainSettings
 
 chain_app = typer.Typer(
@@ -346,13 +346,13 @@ def verify_command(
         _read_bytes,
         _write_machine,
     )
-    from attestation.bundles.bundle import MAX_BUNDLE_BYTES  # noqa: PLC0415
-    from attestation.bundles.verify import (  # noqa: PLC0415
+    from attestation.bundles.chain_reader import (  # noqa: PLC0415
         ChainAnchorReader,
-        UnusableInputError,
         rpc_anchor_reader,
-        verify_bundle,
     )
+    from attestation.bundles.format import MAX_BUNDLE_BYTES  # noqa: PLC0415
+    from attestation.bundles.report import UnusableInputError  # noqa: PLC0415
+    from attestation.bundles.verify import verify_bundle  # noqa: PLC0415
     from ledger.log.checkpoint import CheckpointError, NoteVerifier  # noqa: PLC0415
 
     data = _read_bytes(bundle_file, MAX_BUNDLE_BYTES, "a proof bundle")
@@ -427,7 +427,7 @@ def _verification_chain(ctx: typer.Context, rpc: str | None) -> Iterator[tuple[A
 
 def _print_report(report: VerificationReport) -> None:
     from api.cli.main import CliError, _Check, _report, _stdout  # noqa: PLC0415
-    from attestation.bundles.verify import CheckStatus  # noqa: PLC0415
+    from attestation.bundles.report import CheckStatus  # noqa: PLC0415
 
     passed = {CheckStatus.PASSED: True, CheckStatus.FAILED: False}
     checks = [_Check(c.name, passed.get(c.status), c.message) for c in report.checks]

@@ -35,13 +35,8 @@ from api.problems import (
 from api.schemas.anchors import AnchorBody, AnchorPage
 from api.security import SCOPE_LOG_READ
 from attestation.anchoring.anchor import anchor_page
-from attestation.bundles.bundle import (
-    BUNDLE_MEDIA_TYPE,
-    MAX_REQUESTED_ENTRIES,
-    BundleRequestError,
-    build_bundle,
-    bundle_bytes,
-)
+from attestation.bundles.build import BundleRequestError, build_bundle
+from attestation.bundles.format import BUNDLE_MEDIA_TYPE, MAX_REQUESTED_ENTRIES, bundle_bytes
 from ledger.log.merkle import MAX_TREE_SIZE
 
 ANCHORS_PATH = "/v1/anchors"

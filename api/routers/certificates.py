@@ -55,7 +55,7 @@ from api.security import (
     SCOPE_ISSUER,
     Principal,
 )
-from attestation.bundles.bundle import BUNDLE_MEDIA_TYPE, bundle_bytes
+from attestation.bundles.format import BUNDLE_MEDIA_TYPE, bundle_bytes
 from attestation.certificates.bundle import build_certificate_bundle
 from ledger.certificates.devices import DEVICE_ID_PATTERN, MAX_PAGE, get_account
 from ledger.certificates.lifecycle import (

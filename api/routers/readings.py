@@ -39,7 +39,8 @@ from ledger.meters.energy import (
     meter_readings,
 )
 from ledger.meters.ingest import BatchTooLargeError, IngestPolicy, ingest
-from ledger.meters.registration import MeterError, epoch_text, to_epoch
+from ledger.meters.registration import MeterError, to_epoch
+from ledger.times import format_utc
 
 router = APIRouter(
     tags=["readings"], responses=problem_responses(UNAUTHORIZED, FORBIDDEN, VALIDATION_ERROR)
@@ -125,7 +126,7 @@ def list_readings(
         readings=[
             StoredReadingBody(
                 seq=reading.seq,
-                time=epoch_text(reading.time),
+                time=format_utc(reading.time),
                 log_index=reading.log_index,
                 key_id=reading.key_id,
                 implausible=reading.implausible,
@@ -172,8 +173,8 @@ def energy(
         interval=interval,
         intervals=[
             IntervalBody(
-                start=epoch_text(item.start),
-                end=epoch_text(item.end),
+                start=format_utc(item.start),
+                end=format_utc(item.end),
                 import_wh=item.import_wh,
                 export_wh=item.export_wh,
                 covered_seconds=item.covered_seconds,

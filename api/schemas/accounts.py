@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.certificates.devices import MAX_NAME_CHARS, AccountRecord
-from ledger.meters.registration import epoch_text
+from ledger.times import format_utc
 
 
 class _Wire(BaseModel):
@@ -33,7 +33,7 @@ class AccountBody(_Wire):
             id=account.account_id,
             organisation_id=account.organisation_id,
             name=account.name,
-            opened_at=epoch_text(account.opened_at),
+            opened_at=format_utc(account.opened_at),
             log_index=account.log_index,
         )
 

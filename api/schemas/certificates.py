@@ -19,7 +19,8 @@ from ledger.certificates.rules import (
     CertificateStatus,
     RetirementPurpose,
 )
-from ledger.meters.registration import PROVINCE_PATTERN, GridRegion, epoch_text
+from ledger.meters.registration import PROVINCE_PATTERN, GridRegion
+from ledger.times import format_utc
 
 ORGANISATION_ID_CHARS = 36
 ACCOUNT_ID_CHARS = 36
@@ -57,13 +58,13 @@ class RetirementBody(_Wire):
             beneficiary=retirement.beneficiary_id,
             purpose=retirement.purpose,
             reporting_period=Period(
-                from_time=epoch_text(retirement.period_start),
-                to_time=epoch_text(retirement.period_end),
+                from_time=format_utc(retirement.period_start),
+                to_time=format_utc(retirement.period_end),
             ),
             consumption_location=ConsumptionLocation(
                 province=retirement.province, grid_region=retirement.grid_region
             ),
-            retired_at=epoch_text(retirement.retired_at),
+            retired_at=format_utc(retirement.retired_at),
             log_index=retirement.log_index,
         )
 
@@ -105,16 +106,16 @@ class CertificateBody(_Wire):
             "holder": record.holder_id,
             "energy_source": record.energy_source,
             "grid_region": record.grid_region,
-            "production_start": epoch_text(record.hour_start),
-            "production_end": epoch_text(record.hour_start + HOUR),
+            "production_start": format_utc(record.hour_start),
+            "production_end": format_utc(record.hour_start + HOUR),
             "serial_start": record.serial_start,
             "serial_end": record.serial_end,
             "serial": record.serial,
             "volume_wh": record.volume_wh,
             "gec_equivalent": record.gec_equivalent,
             "split_from": record.parent_id,
-            "issued_at": epoch_text(record.issued_at),
-            "valid_until": epoch_text(record.expires_at),
+            "issued_at": format_utc(record.issued_at),
+            "valid_until": format_utc(record.expires_at),
             "log_index": record.log_index,
             "retirement": (
                 RetirementBody.from_retirement(record.retirement)

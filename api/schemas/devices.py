@@ -18,7 +18,8 @@ from ledger.certificates.devices import (
 from ledger.certificates.issuance import IssuanceResult, IssuedCertificate
 from ledger.certificates.rules import HOUR, gec_text, serial_text
 from ledger.meters.readings import METER_ID_PATTERN
-from ledger.meters.registration import MAX_CAPACITY_W, EnergySource, epoch_text
+from ledger.meters.registration import MAX_CAPACITY_W, EnergySource
+from ledger.times import format_utc
 
 
 class _Wire(BaseModel):
@@ -80,9 +81,9 @@ class DeviceBody(_Wire):
             location=MeterLocation(province=device.province, grid_region=device.grid_region),
             meters=list(device.meters),
             status=device.status,
-            registered_at=epoch_text(device.registered_at),
+            registered_at=format_utc(device.registered_at),
             log_index=device.log_index,
-            approved_at=epoch_text(device.approved_at) if device.approved_at is not None else None,
+            approved_at=format_utc(device.approved_at) if device.approved_at is not None else None,
             approved_log_index=device.approved_log_index,
         )
 
@@ -122,8 +123,8 @@ class IssuedBody(_Wire):
     def from_issued(cls, device_id: str, item: IssuedCertificate) -> IssuedBody:
         return cls(
             id=item.certificate_id,
-            production_start=epoch_text(item.hour_start),
-            production_end=epoch_text(item.hour_start + HOUR),
+            production_start=format_utc(item.hour_start),
+            production_end=format_utc(item.hour_start + HOUR),
             serial_start=item.serial_start,
             serial_end=item.serial_end,
             serial=serial_text(device_id, item.hour_start, item.serial_start, item.serial_end),

@@ -17,8 +17,8 @@ from ledger.meters.registration import (
     MeterKeyRecord,
     MeterRecord,
     MeterRole,
-    epoch_text,
 )
+from ledger.times import format_utc
 
 
 class _Wire(BaseModel):
@@ -69,8 +69,8 @@ class MeterKeyBody(_Wire):
             key_id=key.key_id,
             alg=key.alg,
             public_key=key.public_key,
-            valid_from=epoch_text(key.valid_from),
-            revoked_from=epoch_text(key.revoked_from) if key.revoked_from is not None else None,
+            valid_from=format_utc(key.valid_from),
+            revoked_from=format_utc(key.revoked_from) if key.revoked_from is not None else None,
             log_index=key.log_index,
             revoked_log_index=key.revoked_log_index,
         )

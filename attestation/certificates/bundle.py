@@ -1,6 +1,6 @@
 """The proof bundle of one certificate (`GET /v1/certificates/{id}/bundle`; issue 5, part 5).
 
-A certificate bundle is an ordinary proof bundle (DESIGN §4.5, `attestation.bundles.bundle`) whose
+A certificate bundle is an ordinary proof bundle (DESIGN §4.5, `attestation.bundles.format`) whose
 entries are everything a verifier needs to check the certificate offline with
 `attestation.certificates.check` (run by `carbonledger verify`):
 
@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from attestation.bundles.bundle import (
-    MAX_BUILD_ENTRIES,
+from attestation.bundles.build import (
     BundleRequestError,
     NotYetAnchoredError,
-    ProofBundle,
     build_bundle,
     newest_anchored_size,
 )
+from attestation.bundles.format import MAX_BUILD_ENTRIES, ProofBundle
 from ledger.certificates.devices import get_device
 from ledger.certificates.lifecycle import (
     certificate_entry_indices,

@@ -46,11 +46,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.certificates import rules
-from ledger.certificates.issuance import (
-    MAX_EVIDENCE_READINGS,
-    ReadingPoint,
-    hourly_production,
-)
+from ledger.certificates.entries import MAX_EVIDENCE_READINGS
+from ledger.certificates.issuance import ReadingPoint, hourly_production
 from ledger.certificates.rules import (
     HOUR,
     CertificateState,
@@ -68,12 +65,11 @@ from ledger.credentials.data_integrity import (
 )
 from ledger.log.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
 from ledger.log.store import MAX_ENTRIES_PER_READ, Log
+from ledger.meters.plausibility import exceeds_capacity
 
 MAX_REPORTED_VIOLATIONS = 1_000
 """Violations listed in a report; more are counted but not listed (a broken log could
 otherwise make the report as large as the log)."""
-PLAUSIBILITY_NUMERATOR, PLAUSIBILITY_DENOMINATOR = 11, 10
-"""As `ledger.meters.ingest`: an interval is implausible above capacity x time x 1.1."""
 MAX_KINDS_COUNTED = 256
 """Distinct entry kinds counted by name; further ones are counted as "(other)"."""
 
@@ -394,15 +390,12 @@ class Replay:
                 )
             if imported < meter.last_import or exported < meter.last_export:
                 raise _ProblemError("reading-order", f"a register of {meter_id!r} decreased")
-            if meter.capacity_w is not None:
-                # Same integer arithmetic as `ledger.meters.ingest._implausible`: most Wh >
-                # capacity W x seconds / 3600 x 11/10.
-                most = max(imported - meter.last_import, exported - meter.last_export)
-                seconds = moment - meter.last_time
-                implausible = (
-                    most * 3600 * PLAUSIBILITY_DENOMINATOR
-                    > meter.capacity_w * seconds * PLAUSIBILITY_NUMERATOR
-                )
+            implausible = exceeds_capacity(
+                meter.capacity_w,
+                moment - meter.last_time,
+                imported - meter.last_import,
+                exported - meter.last_export,
+            )
         meter.last_time, meter.last_import, meter.last_export = moment, imported, exported
         if meter.keeps_readings:
             meter.times.append(moment)

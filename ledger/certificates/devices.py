@@ -18,6 +18,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ledger.certificates.entries import (
+    ACCOUNT_OPENED_KIND,
+    DEVICE_APPROVED_KIND,
+    DEVICE_REGISTERED_KIND,
+)
 from ledger.certificates.rules import (
     CertificateRequestError,
     NotOwnedError,
@@ -33,10 +38,10 @@ from ledger.meters.registration import (
     EnergySource,
     GridRegion,
     MeterRole,
-    epoch_text,
 )
 from ledger.storage.db import Database
 from ledger.storage.models import Account, Device, DeviceMeter, Meter, Organisation, utc_now
+from ledger.times import format_utc
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_METERS_PER_DEVICE = 32
@@ -225,7 +230,7 @@ def register_device(log: Log, organisation_id: str, spec: DeviceSpec) -> DeviceR
                 raise StateConflictError(f"meter {meter_id!r} already measures another device")
         meters = sorted(spec.meters)
         entry: dict[str, Any] = {
-            "kind": "device.registered/1",
+            "kind": DEVICE_REGISTERED_KIND,
             "device": spec.device_id,
             "organisation": organisation_id,
             "name": spec.name,
@@ -236,7 +241,7 @@ def register_device(log: Log, organisation_id: str, spec: DeviceSpec) -> DeviceR
             "province": spec.province,
             "gridRegion": spec.grid_region.value,
             "meters": meters,
-            "registeredAt": epoch_text(now),
+            "registeredAt": format_utc(now),
         }
         index = tx.append(entry)
         row = Device(
@@ -269,7 +274,7 @@ def approve_device(log: Log, issuer: IssuerIdentity, device_id: str) -> DeviceRe
         if row.status == DeviceStatus.APPROVED.value:
             raise StateConflictError(f"device {device_id!r} is already approved")
         statement = sign_statement(
-            {"kind": "device.approved/1", "device": device_id, "at": epoch_text(now)},
+            {"kind": DEVICE_APPROVED_KIND, "device": device_id, "at": format_utc(now)},
             issuer.private_key,
             issuer.did,
         )
@@ -310,11 +315,11 @@ def open_account(log: Log, organisation_id: str, name: str) -> AccountRecord:
             )
         index = tx.append(
             {
-                "kind": "account.opened/1",
+                "kind": ACCOUNT_OPENED_KIND,
                 "account": account_id,
                 "organisation": organisation_id,
                 "name": name,
-                "openedAt": epoch_text(now),
+                "openedAt": format_utc(now),
             }
         )
         row = Account(

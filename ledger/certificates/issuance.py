@@ -31,6 +31,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger.certificates.devices import DeviceRecord, DeviceStatus, load_account, load_device
+from ledger.certificates.entries import (
+    CREDENTIAL_CONTEXT,
+    CREDENTIAL_TYPE,
+    ISSUED_KIND,
+    MAX_EVIDENCE_READINGS,
+)
 from ledger.certificates.rules import (
     HOUR,
     CertificateRequestError,
@@ -45,7 +51,6 @@ from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.canonical import MAX_CANONICAL_BYTES, canonical_json
 from ledger.log.store import Log, LogTransaction, stored_leaf_hashes
 from ledger.meters.energy import Segment, split_energy
-from ledger.meters.registration import epoch_text
 from ledger.storage.models import (
     Certificate,
     CertificateEvent,
@@ -54,17 +59,10 @@ from ledger.storage.models import (
     Reading,
     utc_now,
 )
+from ledger.times import format_utc
 
 MAX_ISSUANCE_HOURS = 8_784
 """One leap year of hours per request (the benchmark issues one year in one call)."""
-MAX_EVIDENCE_READINGS = 512
-"""Per certificate: 32 meters at 15-minute readings, or 8 meters read every minute."""
-ISSUED_KIND = "certificate.issued/1"
-CREDENTIAL_CONTEXT = (
-    "https://www.w3.org/ns/credentials/v2",
-    "https://w3id.org/carbonledger/certificate/v1",
-)
-CREDENTIAL_TYPE = ("VerifiableCredential", "GranularCertificateCredential")
 
 
 class ReadingPoint(NamedTuple):
@@ -231,8 +229,8 @@ def credential_subject(
         "capacityW": device.capacity_w,
         "province": device.province,
         "gridRegion": device.grid_region.value,
-        "productionStart": epoch_text(hour_start),
-        "productionEnd": epoch_text(hour_start + HOUR),
+        "productionStart": format_utc(hour_start),
+        "productionEnd": format_utc(hour_start + HOUR),
         "serialStart": serial_start,
         "serialEnd": serial_end,
         "volumeWh": volume,
@@ -254,14 +252,14 @@ def build_credential(
     valid_until: int,
 ) -> bytes:
     """The signed credential of one certificate (docs/certificates.md), as JCS bytes."""
-    issued_text = epoch_text(issued_at)
+    issued_text = format_utc(issued_at)
     unsigned = {
         "@context": list(CREDENTIAL_CONTEXT),
         "id": certificate_id,
         "type": list(CREDENTIAL_TYPE),
         "issuer": issuer.did,
         "validFrom": issued_text,
-        "validUntil": epoch_text(valid_until),
+        "validUntil": format_utc(valid_until),
         "credentialSubject": dict(subject),
         "evidence": [dict(item) for item in evidence],
     }
@@ -351,7 +349,7 @@ def issue_certificates(
             return None
         if len(hour.evidence) > MAX_EVIDENCE_READINGS:
             raise CertificateRequestError(
-                f"hour {epoch_text(hour.hour_start)} rests on {len(hour.evidence)} readings; "
+                f"hour {format_utc(hour.hour_start)} rests on {len(hour.evidence)} readings; "
                 f"a certificate names at most {MAX_EVIDENCE_READINGS}"
             )
         certificate_id = f"urn:uuid:{uuid.uuid4()}"

@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session
 
 from ledger.certificates import rules
 from ledger.certificates.devices import MAX_PAGE, load_account
-from ledger.certificates.issuance import ISSUED_KIND, issued_leaf
+from ledger.certificates.entries import (
+    EXPIRED_KIND,
+    ISSUED_KIND,
+    RETIRED_KIND,
+    SPLIT_KIND,
+    TRANSFERRED_KIND,
+    WITHDRAWN_KIND,
+)
+from ledger.certificates.issuance import issued_leaf
 from ledger.certificates.rules import (
     HOUR,
     CertificateRequestError,
@@ -36,7 +44,7 @@ from ledger.certificates.rules import (
 from ledger.credentials.data_integrity import ProofOptions, sign_credential_jcs, sign_statement
 from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.store import Log, LogTransaction
-from ledger.meters.registration import PROVINCE_PATTERN, GridRegion, epoch_text
+from ledger.meters.registration import PROVINCE_PATTERN, GridRegion
 from ledger.storage.db import Database
 from ledger.storage.models import (
     Account,
@@ -47,12 +55,8 @@ from ledger.storage.models import (
     Organisation,
     utc_now,
 )
+from ledger.times import format_utc
 
-SPLIT_KIND = "certificate.split/1"
-TRANSFERRED_KIND = "certificate.transferred/1"
-RETIRED_KIND = "certificate.retired/1"
-EXPIRED_KIND = "certificate.expired/1"
-WITHDRAWN_KIND = "certificate.withdrawn/1"
 MAX_REASON_CHARS = 1_000
 MAX_EXPIRIES_PER_SWEEP = 10_000
 """Bounds one sweep's transaction; the next sweep picks up the rest."""
@@ -307,7 +311,7 @@ def _split_in(
                 {"certificate": cid, "serialStart": start, "serialEnd": end}
                 for cid, start, end in children
             ],
-            "at": epoch_text(at),
+            "at": format_utc(at),
         },
         [row.id],
     )
@@ -327,9 +331,9 @@ def _split_in(
             splitFrom=row.id,
         )
         unsigned = {key: value for key, value in parent_credential.items() if key not in ("proof",)}
-        unsigned.update(id=cid, validFrom=epoch_text(at), credentialSubject=subject)
+        unsigned.update(id=cid, validFrom=format_utc(at), credentialSubject=subject)
         _, credential_jcs = sign_credential_jcs(
-            unsigned, issuer.private_key, ProofOptions(epoch_text(at), issuer.verification_method)
+            unsigned, issuer.private_key, ProofOptions(format_utc(at), issuer.verification_method)
         )
         index = tx.append_canonical(issued_leaf(credential_jcs, account=row.account_id))
         child = Certificate(
@@ -427,7 +431,7 @@ def transfer_certificate(
                 "from": source,
                 "to": to_account,
                 "toOrganisation": destination.organisation_id,
-                "at": epoch_text(at),
+                "at": format_utc(at),
             },
             [moved.id],
         )
@@ -501,11 +505,11 @@ def retire_certificate(
                 "account": target.account_id,
                 "beneficiary": request.beneficiary_id,
                 "purpose": request.purpose.value,
-                "reportingPeriodStart": epoch_text(request.period_start),
-                "reportingPeriodEnd": epoch_text(request.period_end),
+                "reportingPeriodStart": format_utc(request.period_start),
+                "reportingPeriodEnd": format_utc(request.period_end),
                 "consumptionProvince": request.province,
                 "consumptionGridRegion": request.grid_region.value,
-                "at": epoch_text(at),
+                "at": format_utc(at),
             },
             [target.id],
         )
@@ -547,7 +551,7 @@ def expire_due(log: Log, issuer: IssuerIdentity, *, now: int | None = None) -> l
             _statement(
                 tx,
                 issuer,
-                {"kind": EXPIRED_KIND, "certificate": row.id, "at": epoch_text(at)},
+                {"kind": EXPIRED_KIND, "certificate": row.id, "at": format_utc(at)},
                 [row.id],
             )
             row.status = state.status.value
@@ -593,7 +597,7 @@ def withdraw_certificate(
                     "kind": WITHDRAWN_KIND,
                     "certificate": row.id,
                     "reason": reason,
-                    "at": epoch_text(at),
+                    "at": format_utc(at),
                 },
                 [row.id],
             )

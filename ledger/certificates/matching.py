@@ -48,9 +48,10 @@ from sqlalchemy import func, select
 from ledger.certificates.rules import gec_text
 from ledger.factors.grid import PACKAGED_SOURCE, Factor, FactorTable
 from ledger.meters.energy import meter_energy
-from ledger.meters.registration import GridRegion, MeterRole, epoch_text
+from ledger.meters.registration import GridRegion, MeterRole
 from ledger.storage.db import Database
 from ledger.storage.models import Certificate, CertificateRetirement, Meter, Organisation
+from ledger.times import format_utc
 
 HOUR = 3600
 MAX_HOURS = 366 * 24
@@ -192,8 +193,8 @@ class MatchingReport:
         body: dict[str, Any] = {
             "report": REPORT_FORMAT,
             "organisation": self.organisation_id,
-            "from": epoch_text(self.start),
-            "to": epoch_text(self.end),
+            "from": format_utc(self.start),
+            "to": format_utc(self.end),
             "hours": self.hours,
             "sameRegion": self.same_region,
             "consumptionWh": self.consumption_wh,
@@ -260,7 +261,7 @@ class MatchingReport:
             frame = self.hourly
             body["hourly"] = [
                 {
-                    "hour": epoch_text(self.start + offset * HOUR),
+                    "hour": format_utc(self.start + offset * HOUR),
                     "regions": regions.split(";") if regions else [],
                     "consumptionWh": int(consumption),
                     "supplyWh": int(supply),
@@ -317,7 +318,7 @@ def _cells(consumption: HourlyEnergy, supply: HourlyEnergy, start: int, end: int
                 raise MatchingRequestError(f"hour {hour} is not a whole hour of the period")
             if not 0 <= wh <= MAX_WH_PER_REGION_HOUR:
                 raise MatchingRequestError(
-                    f"{wh} Wh in {name} at {epoch_text(hour)} is outside "
+                    f"{wh} Wh in {name} at {format_utc(hour)} is outside "
                     f"[0, {MAX_WH_PER_REGION_HOUR}]"
                 )
             offset = (hour - start) // HOUR

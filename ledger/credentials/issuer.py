@@ -18,12 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from ledger.credentials.data_integrity import did_key, did_key_verification_method, public_bytes
+from ledger.credentials.entries import ISSUER_KEY_KIND
 from ledger.keyfiles import KeyFileError, create_ed25519_key_file, load_ed25519_key_file
 from ledger.log.store import Log
-from ledger.meters.registration import epoch_text
 from ledger.storage.models import IssuerKey, utc_now
-
-ISSUER_KEY_KIND = "issuer.key/1"
+from ledger.times import format_utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ def declare_issuer(log: Log, private_key: Ed25519PrivateKey) -> IssuerIdentity:
                     entry = {
                         "kind": ISSUER_KEY_KIND,
                         "did": did,
-                        "validFrom": epoch_text(now),
+                        "validFrom": format_utc(now),
                     }
                     index = tx.append(entry)
                     tx.session.add(IssuerKey(did=did, log_index=index, valid_from=now))

@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ledger.log.canonical import parse_entry
+from ledger.meters.entries import OCMF_READING_KIND
 from ledger.storage.db import Database
 from ledger.storage.models import LogEntry, Reading
 
@@ -202,7 +203,7 @@ def meter_readings(
         # An OCMF reading's "envelope" is its record, verbatim (decision 31).
         envelope = (
             {"ocmf": leaf["ocmf"]}
-            if leaf["kind"] == "reading.ocmf/1"
+            if leaf["kind"] == OCMF_READING_KIND
             else {"payload": leaf["payload"], "alg": leaf["alg"], "sig": leaf["sig"]}
         )
         page.append(

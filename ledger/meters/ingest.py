@@ -64,7 +64,9 @@ from sqlalchemy.orm import Session
 
 from ledger.log.canonical import canonical_entry
 from ledger.log.store import Log, LogTransaction
+from ledger.meters.entries import OCMF_READING_KIND, READING_KIND
 from ledger.meters.ocmf import OcmfError, OcmfRecord, ocmf_readings, parse_ocmf, verify_ocmf
+from ledger.meters.plausibility import exceeds_capacity
 from ledger.meters.readings import (
     MAX_REGISTER_WH,
     MeterPublicKey,
@@ -78,15 +80,14 @@ from ledger.meters.readings import (
     parse_envelope,
     verify_with_public_key,
 )
-from ledger.meters.registration import MeterKeyRecord, epoch_text
+from ledger.meters.registration import MeterKeyRecord
 from ledger.storage.db import Database
 from ledger.storage.models import Meter, MeterKey, Reading, ReadingEvidence, utc_now
+from ledger.times import format_utc
 
 DEFAULT_MAX_ITEMS = 5_000
 """Items per batch: bounds the memory and the writer-lock time of one request."""
 DEFAULT_FUTURE_SKEW_SECONDS = 300
-PLAUSIBILITY_NUMERATOR, PLAUSIBILITY_DENOMINATOR = 11, 10
-"""Interval energy above capacity x interval x 11/10 is flagged; integers keep it exact."""
 
 _METERS_PER_LOOKUP = 200
 
@@ -222,7 +223,7 @@ def _resolve_key(ring: _KeyRing, item: _Item) -> None:
         item.detail = "the signature does not verify under any key of the meter valid at its time"
     else:
         item.reason = Reason.NO_ACTIVE_KEY
-        item.detail = f"the meter has no key valid at {epoch_text(moment)}"
+        item.detail = f"the meter has no key valid at {format_utc(moment)}"
 
 
 def payload_bytes(payload: ReadingPayload) -> bytes:
@@ -394,7 +395,7 @@ def reading_leaf(reading: SignedReading, message: bytes, kid: str) -> bytes:
             reading.alg.encode(),
             b'","keyId":"',
             kid.encode(),
-            b'","kind":"reading/1","payload":',
+            b'","kind":"' + READING_KIND.encode() + b'","payload":',
             message,
             b',"sig":"',
             b64url(reading.signature).encode(),
@@ -410,7 +411,7 @@ def ocmf_leaf(item: _Item, kid: str) -> bytes:
     assert item.ocmf is not None
     return canonical_entry(
         {
-            "kind": "reading.ocmf/1",
+            "kind": OCMF_READING_KIND,
             "keyId": kid,
             "payload": item.reading.payload.to_json(),
             "ocmf": item.ocmf.text,
@@ -439,11 +440,11 @@ def _implausible(state: _MeterState, item: _Item) -> bool:
         return False
     assert state.last_import_wh is not None and state.last_export_wh is not None
     payload = item.reading.payload
-    seconds = item.time - state.last_time
-    most = max(payload.import_wh - state.last_import_wh, payload.export_wh - state.last_export_wh)
-    # most Wh > capacity W x seconds / 3600 x 11/10, multiplied out to stay in integers.
-    return (
-        most * 3600 * PLAUSIBILITY_DENOMINATOR > state.capacity_w * seconds * PLAUSIBILITY_NUMERATOR
+    return exceeds_capacity(
+        state.capacity_w,
+        item.time - state.last_time,
+        payload.import_wh - state.last_import_wh,
+        payload.export_wh - state.last_export_wh,
     )
 
 
@@ -611,7 +612,7 @@ class _Batch:
             assert record.revoked_from is not None
             return (
                 Reason.KEY_REVOKED,
-                f"key {record.key_id} is revoked from {epoch_text(record.revoked_from)}",
+                f"key {record.key_id} is revoked from {format_utc(record.revoked_from)}",
             )
         if state.last_seq is not None and payload.seq <= state.last_seq:
             return (
@@ -621,7 +622,7 @@ class _Batch:
         if state.last_time is not None and item.time <= state.last_time:
             return (
                 Reason.TIME_NOT_INCREASING,
-                f"time must be after {epoch_text(state.last_time)}, the last accepted time",
+                f"time must be after {format_utc(state.last_time)}, the last accepted time",
             )
         if item.time > self.now + self.policy.future_skew_seconds:
             return (

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from ledger import strict_json
 from ledger.meters.readings import MAX_REGISTER_WH, METER_ID_PATTERN
+from ledger.strict_json import JsonInputError
 
 OcmfReason = Literal[
     "malformed",  # not `OCMF|{...}|{...}`, bad JSON, duplicate keys, wrong field types
@@ -163,30 +164,11 @@ class OcmfReading:
 # --------------------------------------------------------------------------- parsing
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two tools reading {"RV":1,"RV":9} could each see a different value; refuse the ambiguity.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise OcmfError("malformed", f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise OcmfError("malformed", f"{name} is not a JSON number")
-
-
 def _json_object(text: bytes, what: str) -> dict[str, Any]:
+    # Decimal keeps "0.2596" exactly; float would turn it into 0.25959999...
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicate_keys,
-            # Decimal keeps "0.2596" exactly; float would turn it into 0.25959999...
-            parse_float=Decimal,
-            parse_constant=_refuse_constant,
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        value = strict_json.loads(text, exact_decimals=True)
+    except JsonInputError as exc:
         raise OcmfError("malformed", f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise OcmfError("malformed", f"{what} is not a JSON object")

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ledger.log.canonical import canonical_json
+from ledger.times import UtcTimeError, datetime_of, epoch_of, format_utc, parse_utc
 
 Algorithm = Literal["Ed25519", "ES256"]
 ALGORITHMS: frozenset[str] = frozenset({"Ed25519", "ES256"})
@@ -39,7 +40,6 @@ MAX_METER_ID_LENGTH = 128
 MAX_REGISTER_WH = (1 << 53) - 1
 METER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 BASE64URL_PATTERN = re.compile(r"^[A-Za-z0-9_-]*$")
-RFC3339_UTC_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 PAYLOAD_FIELDS = frozenset({"meter", "seq", "time", "importWh", "exportWh"})
 ENVELOPE_FIELDS = frozenset({"payload", "alg", "sig"})
 
@@ -84,22 +84,21 @@ class SignedReading:
 
 
 def format_time(moment: datetime) -> str:
+    """The one spelling of a reading time (`ledger.times`)."""
     if moment.tzinfo is None or moment.utcoffset() != UTC.utcoffset(None):
         raise ReadingFormatError("reading times must be UTC")
-    if moment.microsecond:
-        raise ReadingFormatError("reading times are whole seconds")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return format_utc(epoch_of(moment))
+    except UtcTimeError as exc:
+        raise ReadingFormatError(f"reading time: {exc}") from None
 
 
 def parse_time(text: Any) -> datetime:
-    if not isinstance(text, str) or not RFC3339_UTC_SECONDS.fullmatch(text):
-        raise ReadingFormatError(
-            'time must be RFC 3339 UTC whole seconds, e.g. "2026-01-01T00:15:00Z"'
-        )
+    """A reading time, strictly as `ledger.times` spells it."""
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError as exc:
-        raise ReadingFormatError(f"time {text!r} is not a valid date and time") from exc
+        return datetime_of(parse_utc(text))
+    except UtcTimeError as exc:
+        raise ReadingFormatError(str(exc)) from None
 
 
 def _non_negative_int(value: Any, field: str) -> int:

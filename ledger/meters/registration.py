@@ -24,13 +24,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.log.store import Log
+from ledger.meters.entries import METER_KEY_KIND, METER_KEY_REVOKED_KIND, METER_REGISTERED_KIND
 from ledger.meters.readings import (
     METER_ID_PATTERN,
     ReadingFormatError,
@@ -40,6 +40,7 @@ from ledger.meters.readings import (
 )
 from ledger.storage.db import Database
 from ledger.storage.models import Meter, MeterKey, Organisation, utc_now
+from ledger.times import UtcTimeError, epoch_of, format_utc
 
 MAX_CAPACITY_W = 10**12
 """1 TW: far above any single metering point, and products with seconds stay in int64."""
@@ -196,22 +197,11 @@ class MeterRecord:
 
 
 def to_epoch(moment: datetime) -> int:
-    """Whole UTC seconds; naive or fractional times are refused rather than guessed."""
-    if moment.tzinfo is None:
-        raise MeterError("times must carry a time zone (UTC)")
-    if moment.microsecond:
-        raise MeterError("times are whole seconds")
-    return int(moment.timestamp())
-
-
-def from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-@lru_cache(maxsize=16_384)
-def epoch_text(seconds: int) -> str:
-    # Cached: issuance spells the same hour boundaries for thousands of credentials.
-    return format_time(from_epoch(seconds))
+    """Whole UTC seconds of a request time (`ledger.times.epoch_of`) as a `MeterError`."""
+    try:
+        return epoch_of(moment)
+    except UtcTimeError as exc:
+        raise MeterError(str(exc)) from None
 
 
 def _now_seconds() -> int:
@@ -269,7 +259,7 @@ def register_meter(log: Log, organisation_id: str, spec: MeterSpec) -> MeterReco
         if session.get(Meter, spec.meter_id) is not None:
             raise MeterExistsError(f"meter {spec.meter_id!r} is already registered")
         entry: dict[str, Any] = {
-            "kind": "meter.registered/1",
+            "kind": METER_REGISTERED_KIND,
             "meter": spec.meter_id,
             "organisation": organisation_id,
             "role": spec.role.value,
@@ -333,13 +323,13 @@ def register_key(
             raise KeyExistsError(f"key {kid} is already registered for {where}")
         index = tx.append(
             {
-                "kind": "meter.key/1",
+                "kind": METER_KEY_KIND,
                 "meter": meter_id,
                 "keyId": kid,
                 "alg": alg,
                 "publicKey": base64.b64encode(public_key_der).decode(),
                 "organisation": meter.organisation_id,
-                "validFrom": epoch_text(start),
+                "validFrom": format_utc(start),
             }
         )
         row = MeterKey(
@@ -382,19 +372,19 @@ def revoke_key(
             raise KeyNotFoundError(f"meter {meter_id!r} has no key {kid!r}")
         if row.revoked_from is not None:
             raise KeyAlreadyRevokedError(
-                f"key {kid} was revoked from {epoch_text(row.revoked_from)}"
+                f"key {kid} was revoked from {format_utc(row.revoked_from)}"
             )
         if effective < row.valid_from:
             raise MeterError(
-                f"the revocation time lies before the key's validFrom {epoch_text(row.valid_from)}"
+                f"the revocation time lies before the key's validFrom {format_utc(row.valid_from)}"
             )
         index = tx.append(
             {
-                "kind": "meter.key-revoked/1",
+                "kind": METER_KEY_REVOKED_KIND,
                 "meter": meter_id,
                 "keyId": kid,
                 "organisation": meter.organisation_id,
-                "revokedFrom": epoch_text(effective),
+                "revokedFrom": format_utc(effective),
             }
         )
         row.revoked_from = effective

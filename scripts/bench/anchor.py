@@ -445,7 +445,7 @@ def verifier_available() -> bool:
         importlib.util.find_spec(name) is not None
         for name in (
             "attestation.bundles.verify",
-            "attestation.bundles.bundle",
+            "attestation.bundles.format",
             "attestation.anchoring.anchor",
         )
     )
@@ -472,8 +472,10 @@ def measure_offline_verification(
         }
     # Imported here, not at the top: without the verifier the rest of the benchmark runs.
     from attestation.anchoring.anchor import anchor_now  # noqa: PLC0415
-    from attestation.bundles.bundle import build_bundle, bundle_bytes  # noqa: PLC0415
-    from attestation.bundles.verify import ChainAnchorReader, verify_bundle  # noqa: PLC0415
+    from attestation.bundles.build import build_bundle  # noqa: PLC0415
+    from attestation.bundles.chain_reader import ChainAnchorReader  # noqa: PLC0415
+    from attestation.bundles.format import bundle_bytes  # noqa: PLC0415
+    from attestation.bundles.verify import verify_bundle  # noqa: PLC0415
 
     registry = initialise_registry(LedgerSettings(data_dir=data_dir))
     try:

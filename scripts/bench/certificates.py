@@ -685,8 +685,9 @@ def measure_bundle_verification(
     if importlib.util.find_spec("attestation.certificates.check") is not None:
         importlib.import_module("attestation.certificates.check")  # registers its checkers
     from attestation.anchoring.anchor import anchor_now  # noqa: PLC0415
-    from attestation.bundles.bundle import bundle_bytes  # noqa: PLC0415
-    from attestation.bundles.verify import ChainAnchorReader, verify_bundle  # noqa: PLC0415
+    from attestation.bundles.chain_reader import ChainAnchorReader  # noqa: PLC0415
+    from attestation.bundles.format import bundle_bytes  # noqa: PLC0415
+    from attestation.bundles.verify import verify_bundle  # noqa: PLC0415
     from attestation.chain.client import CarbonAnchor, open_embedded_chain  # noqa: PLC0415
 
     build_certificate_bundle = importlib.import_module(

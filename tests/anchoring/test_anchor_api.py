@@ -21,8 +21,9 @@ from api.problems import (
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
 from attestation.anchoring.scheduler import AnchorService
-from attestation.bundles.bundle import BUNDLE_MEDIA_TYPE, parse_bundle
-from attestation.bundles.verify import ChainAnchorReader, verify_bundle
+from attestation.bundles.chain_reader import ChainAnchorReader
+from attestation.bundles.format import BUNDLE_MEDIA_TYPE, parse_bundle
+from attestation.bundles.verify import verify_bundle
 from attestation.chain.deployment import recorded_deployments
 from ledger.clients import create_client
 

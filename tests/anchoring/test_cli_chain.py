@@ -22,7 +22,8 @@ import pytest
 from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode, free_loopback_port
 from metered_log_support import MeteredLog, metered_log
 
-from attestation.bundles.bundle import build_bundle, bundle_bytes
+from attestation.bundles.build import build_bundle
+from attestation.bundles.format import bundle_bytes
 
 # Overridable to run the tests before the sub-apps are wired into api/cli/main.py.
 CLI = os.environ.get("CARBONLEDGER_TEST_CLI", str(Path(sys.executable).parent / "carbonledger"))

@@ -17,8 +17,9 @@ from attestation.anchoring.scheduler import (
     AnchorSettings,
     StepResult,
 )
-from attestation.bundles.bundle import build_bundle
-from attestation.bundles.verify import ChainAnchorReader, verify_bundle
+from attestation.bundles.build import build_bundle
+from attestation.bundles.chain_reader import ChainAnchorReader
+from attestation.bundles.verify import verify_bundle
 from attestation.chain.client import ChainBackend, ChainError, ChainSettings, open_embedded_chain
 from attestation.chain.deployment import recorded_deployments, resolve_contract
 

@@ -28,9 +28,9 @@ from ledger.certificates.issuance import (
 )
 from ledger.certificates.rules import HOUR, add_months
 from ledger.credentials.data_integrity import sign_statement
-from ledger.meters.registration import epoch_text
 from ledger.registry import Registry
 from ledger.storage.models import Account, Certificate, DeviceHour
+from ledger.times import format_utc
 
 
 def plant(registry: Registry, entry: dict[str, Any]) -> int:
@@ -95,7 +95,7 @@ def planted_credential(
 
 
 def at_text(seconds: int) -> str:
-    return epoch_text(seconds)
+    return format_utc(seconds)
 
 
 def violations_at(report: AuditReport, index: int) -> list[Violation]:

@@ -25,7 +25,7 @@ from meter_support import (
 )
 
 from attestation.anchoring.anchor import AnchorRecord, anchor_now
-from attestation.bundles.verify import AnchorReader, ChainAnchorReader, ChainObservation
+from attestation.bundles.chain_reader import AnchorReader, ChainAnchorReader, ChainObservation
 from attestation.chain.client import CarbonAnchor
 from ledger.log.checkpoint import NoteVerifier
 from ledger.meters.ingest import ingest

@@ -16,7 +16,7 @@ from bundle_support import (
     register_meter_with_key,
 )
 
-from attestation.bundles.verify import ChainAnchorReader, rpc_anchor_reader
+from attestation.bundles.chain_reader import ChainAnchorReader, rpc_anchor_reader
 from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from bundle_support import Anchored, CachingReader
 
-from attestation.bundles.bundle import (
+from attestation.bundles.build import build_bundle
+from attestation.bundles.format import (
     MAX_BUNDLE_BYTES,
     MAX_PROOF_HASHES,
     BundleFormatError,
-    build_bundle,
     bundle_bytes,
     parse_bundle,
 )

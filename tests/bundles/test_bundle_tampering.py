@@ -19,8 +19,10 @@ from bundle_support import Anchored, CachingReader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestation.bundles.bundle import ProofBundle, build_bundle, bundle_bytes
-from attestation.bundles.verify import report_lines, verify_bundle
+from attestation.bundles.build import build_bundle
+from attestation.bundles.format import ProofBundle, bundle_bytes
+from attestation.bundles.report import report_lines
+from attestation.bundles.verify import verify_bundle
 
 ANY = frozenset[str]()
 """The label of bytes outside the guarded parts (member names, punctuation, the format tag):

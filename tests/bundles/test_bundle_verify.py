@@ -22,30 +22,25 @@ from bundle_support import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from meter_support import EPOCH
 
-import attestation.bundles.verify as verify_module
-from attestation.bundles.bundle import (
+from attestation.bundles.build import BundleRequestError, NotYetAnchoredError, build_bundle
+from attestation.bundles.chain_reader import ChainAnchorReader, rpc_anchor_reader
+from attestation.bundles.format import (
     BUNDLE_FORMAT,
     BUNDLE_MEDIA_TYPE,
     MAX_REQUESTED_ENTRIES,
-    BundleRequestError,
-    NotYetAnchoredError,
     ProofBundle,
-    build_bundle,
     bundle_bytes,
     parse_bundle,
 )
-from attestation.bundles.verify import (
-    ChainAnchorReader,
+from attestation.bundles.report import (
     CheckStatus,
     EntryContext,
+    Product,
     UnusableInputError,
     Verdict,
-    entry_checker,
-    register_entry_checker,
     report_lines,
-    rpc_anchor_reader,
-    verify_bundle,
 )
+from attestation.bundles.verify import PRODUCTS, verify_bundle
 from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
 from ledger.log.canonical import canonical_json
 from ledger.log.checkpoint import NoteSigner
@@ -413,11 +408,30 @@ def test_a_reading_bundle_verifies_on_anvil(anvil_anchored: Anchored) -> None:
     assert f"not {bundle.anchor.block + 1}" in report.failures[0].message
 
 
-def test_entry_kinds_plug_in(
-    bundle_contract: CarbonAnchor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The registry of checkers is process-wide: give this test its own copy.
-    monkeypatch.setattr(verify_module, "_ENTRY_CHECKERS", dict(verify_module._ENTRY_CHECKERS))
+def accept_one(context: EntryContext) -> Verdict:
+    assert context.included and context.entry["value"] == 1
+    return Verdict(CheckStatus.PASSED, "value 1 is fine")
+
+
+def refuse(context: EntryContext) -> Verdict:
+    return Verdict(CheckStatus.FAILED, f"value {context.entry['value']} is wrong")
+
+
+def crash(context: EntryContext) -> Verdict:
+    raise KeyError("bug in a plug-in")
+
+
+TEST_PRODUCT = Product(
+    name="test",
+    entry_checkers={
+        "test.plugin-ok/1": accept_one,
+        "test.plugin-bad/1": refuse,
+        "test.plugin-crash/1": crash,
+    },
+)
+
+
+def test_entry_kinds_plug_in(bundle_contract: CarbonAnchor, tmp_path: Path) -> None:
     registry = open_test_registry(tmp_path, "test.carbonledger.local/bundles-plugins")
     try:
         first, second, third = registry.log.append(
@@ -428,26 +442,27 @@ def test_entry_kinds_plug_in(
             ]
         )
         anchor(registry, bundle_contract)
-
-        @entry_checker("test.plugin-ok/1")
-        def accept(context: EntryContext) -> Verdict:
-            assert context.included and context.entry["value"] == 1
-            return Verdict(CheckStatus.PASSED, "value 1 is fine")
-
-        @entry_checker("test.plugin-bad/1")
-        def refuse(context: EntryContext) -> Verdict:
-            return Verdict(CheckStatus.FAILED, f"value {context.entry['value']} is wrong")
-
-        @entry_checker("test.plugin-crash/1")
-        def crash(context: EntryContext) -> Verdict:
-            raise KeyError("bug in a plug-in")
-
-        with pytest.raises(ValueError, match="already has a checker"):
-            register_entry_checker("test.plugin-ok/1", accept)
-        report = verify_bundle(
-            build_bundle(registry.log, registry.signer, [first, second, third]),
+        bundle = build_bundle(registry.log, registry.signer, [first, second, third])
+        without = verify_bundle(
+            bundle,
             anchor_reader=ChainAnchorReader(bundle_contract.chain.w3),
             log_verifier_key=registry.signer.verifier,
+        )
+        # The registry's own products know no test.* kind: not checked, never passed.
+        unchecked = {check.status for check in without.checks if check.name.startswith("entry[")}
+        assert unchecked == {CheckStatus.NOT_CHECKED}
+        with pytest.raises(ValueError, match="checkers in two products"):
+            verify_bundle(
+                bundle,
+                anchor_reader=ChainAnchorReader(bundle_contract.chain.w3),
+                log_verifier_key=registry.signer.verifier,
+                products=(*PRODUCTS, TEST_PRODUCT, TEST_PRODUCT),
+            )
+        report = verify_bundle(
+            bundle,
+            anchor_reader=ChainAnchorReader(bundle_contract.chain.w3),
+            log_verifier_key=registry.signer.verifier,
+            products=(*PRODUCTS, TEST_PRODUCT),
         )
         statuses = {check.name: check.status for check in report.checks}
         assert statuses[f"entry[{first}]"] is CheckStatus.PASSED

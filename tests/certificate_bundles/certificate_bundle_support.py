@@ -16,13 +16,10 @@ from typing import Any
 from certificate_support import Scenario, issue_all, producer_scenario
 
 from attestation.anchoring.anchor import anchor_now
-from attestation.bundles.bundle import ProofBundle, bundle_bytes
-from attestation.bundles.verify import (
-    AnchorReader,
-    ChainObservation,
-    VerificationReport,
-    verify_bundle,
-)
+from attestation.bundles.chain_reader import AnchorReader, ChainObservation
+from attestation.bundles.format import ProofBundle, bundle_bytes
+from attestation.bundles.report import VerificationReport
+from attestation.bundles.verify import verify_bundle
 from attestation.certificates.bundle import build_certificate_bundle
 from attestation.chain.client import CarbonAnchor
 from ledger.certificates.issuance import IssuedCertificate

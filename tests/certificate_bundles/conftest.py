@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from certificate_bundle_support import MemoReader
 
-from attestation.bundles.verify import ChainAnchorReader
+from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain
 
 

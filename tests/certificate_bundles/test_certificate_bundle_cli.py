@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from certificate_bundle_support import MemoReader, issued_and_anchored
 
-from attestation.bundles.bundle import bundle_bytes
-from attestation.bundles.verify import ChainAnchorReader
+from attestation.bundles.chain_reader import ChainAnchorReader
+from attestation.bundles.format import bundle_bytes
 from attestation.chain.client import CarbonAnchor, open_embedded_chain
 from attestation.chain.deployment import deploy_and_record
 from ledger.certificates.lifecycle import (

@@ -9,8 +9,8 @@ import pytest
 from certificate_bundle_support import Issued, MemoReader, issued_and_anchored, kinds
 from certificate_support import issue_all
 
-from attestation.bundles.bundle import NotYetAnchoredError
-from attestation.bundles.verify import FAILED, PASSED, VerificationReport
+from attestation.bundles.build import NotYetAnchoredError
+from attestation.bundles.report import FAILED, PASSED, VerificationReport
 from attestation.chain.client import CarbonAnchor
 from ledger.certificates.lifecycle import (
     RetirementRequest,

@@ -27,7 +27,7 @@ from certificate_bundle_support import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from attestation.bundles.bundle import ProofBundle
+from attestation.bundles.format import ProofBundle
 from attestation.chain.client import CarbonAnchor
 from ledger.certificates.lifecycle import (
     RetirementRequest,

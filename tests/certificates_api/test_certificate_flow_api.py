@@ -13,13 +13,14 @@ from meter_support import EPOCH, T0, add_meter, assert_problem, generation_spec,
 
 from api.problems import NOT_ANCHORED, NOT_FOUND, STATE_CONFLICT
 from attestation.anchoring.anchor import anchor_now
-from attestation.bundles.bundle import BUNDLE_MEDIA_TYPE, parse_bundle
+from attestation.bundles.format import BUNDLE_MEDIA_TYPE, parse_bundle
 from attestation.chain.client import CarbonAnchor, ChainSettings, open_embedded_chain
 from attestation.chain.deployment import resolve_contract
 from ledger.certificates.rules import HOUR
 from ledger.log.canonical import parse_entry
-from ledger.meters.registration import epoch_text, register_key
+from ledger.meters.registration import register_key
 from ledger.registry import Registry
+from ledger.times import format_utc
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]
 HOURS = 12
@@ -72,8 +73,8 @@ def test_full_flow(
     anchored = anchor_now(registry.log, contract)
     assert anchored is not None and anchored.size == log_size(registry)
     request = {
-        "from": epoch_text(T0),
-        "to": epoch_text(T0 + HOURS * HOUR),
+        "from": format_utc(T0),
+        "to": format_utc(T0 + HOURS * HOUR),
         "account": trading["id"],
     }
     issued = api_client.post("/v1/devices/solar-1/issuance", json=request, headers=producer)
@@ -154,7 +155,7 @@ def test_certificate_bundle_is_public(
     assert api_client.post("/v1/devices/solar-1/approve", headers=issuer).is_success
     account = api_client.post("/v1/accounts", json={"name": "main"}, headers=producer).json()["id"]
     assert anchor_now(registry.log, contract) is not None
-    request = {"from": epoch_text(T0), "to": epoch_text(T0 + HOURS * HOUR), "account": account}
+    request = {"from": format_utc(T0), "to": format_utc(T0 + HOURS * HOUR), "account": account}
     issued = api_client.post("/v1/devices/solar-1/issuance", json=request, headers=producer)
     certificate = issued.json()["certificates"][0]
     path = f"/v1/certificates/{certificate['id']}/bundle"

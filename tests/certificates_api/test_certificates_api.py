@@ -27,8 +27,9 @@ from ledger.certificates.issuance import IssuanceResult, issue_certificates
 from ledger.certificates.rules import HOUR
 from ledger.credentials.data_integrity import verify_credential, verify_statement
 from ledger.log.canonical import parse_entry
-from ledger.meters.registration import EnergySource, GridRegion, epoch_text, register_key
+from ledger.meters.registration import EnergySource, GridRegion, register_key
 from ledger.registry import Registry
+from ledger.times import format_utc
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]
 UNKNOWN = "urn:uuid:00000000-0000-4000-8000-000000000000"
@@ -107,9 +108,9 @@ def test_listing_filters_and_pages(
     assert listed(energySource="hydro") == []
     noon = T0 + 12 * HOUR
     in_afternoon = [item.certificate_id for item in issued.issued if item.hour_start >= noon]
-    assert listed(device="solar-1", **{"from": epoch_text(noon)}) == in_afternoon
+    assert listed(device="solar-1", **{"from": format_utc(noon)}) == in_afternoon
     morning = [item.certificate_id for item in issued.issued if item.hour_start < noon]
-    assert listed(device="solar-1", to=epoch_text(noon)) == morning
+    assert listed(device="solar-1", to=format_utc(noon)) == morning
     assert listed(account=scenario.producer_account, status="active") == everything
     assert listed(status="retired") == []
 
@@ -155,7 +156,7 @@ def test_detail_carries_the_signed_credential_and_gec(
     assert body["status"] == "active" and body["holder"] == scenario.producer
     assert body["volumeWh"] == item.volume_wh == body["serialEnd"] - body["serialStart"]
     assert body["gecEquivalent"] == f"{item.volume_wh // 10**6}.{item.volume_wh % 10**6:06d}"
-    assert body["productionStart"] == epoch_text(item.hour_start)
+    assert body["productionStart"] == format_utc(item.hour_start)
     assert body["energySource"] == "solar" and body["retirement"] is None
     verified = verify_credential(body["credential"], trusted_issuer=registry.issuer().did)
     subject = verified.credential["credentialSubject"]

@@ -20,8 +20,8 @@ from api.problems import (
 )
 from ledger.credentials.data_integrity import verify_statement
 from ledger.log.canonical import parse_entry
-from ledger.meters.registration import epoch_text
 from ledger.registry import Registry
+from ledger.times import format_utc
 
 HeaderMaker = Callable[..., tuple[dict[str, str], str]]
 
@@ -142,8 +142,8 @@ def test_issuance_route_counts_only_anchored_readings_and_refuses_cleanly(
     owner = org_headers(api_client, registry, scenario.producer, "devices:write")
     buyer = org_headers(api_client, registry, scenario.buyer, "devices:write")
     request = {
-        "from": epoch_text(T0),
-        "to": epoch_text(T0 + 6 * 3600),
+        "from": format_utc(T0),
+        "to": format_utc(T0 + 6 * 3600),
         "account": scenario.producer_account,
     }
     size = log_size(registry)
@@ -160,8 +160,8 @@ def test_issuance_route_counts_only_anchored_readings_and_refuses_cleanly(
     assert log_size(registry) == size
 
     refusals = [
-        (owner, {**request, "from": epoch_text(T0 + 60)}, CERTIFICATE_REQUEST_INVALID),
-        (owner, {**request, "to": epoch_text(T0)}, CERTIFICATE_REQUEST_INVALID),
+        (owner, {**request, "from": format_utc(T0 + 60)}, CERTIFICATE_REQUEST_INVALID),
+        (owner, {**request, "to": format_utc(T0)}, CERTIFICATE_REQUEST_INVALID),
         (owner, {**request, "from": "2026-06-01T00:00:00"}, CERTIFICATE_REQUEST_INVALID),
         (owner, {**request, "account": scenario.buyer_account}, NOT_OWNER),
         (owner, {**request, "account": "00000000-0000-4000-8000-000000000000"}, NOT_FOUND),
@@ -190,7 +190,7 @@ def test_issuance_needs_an_approved_device(
     size = log_size(registry)
     response = api_client.post(
         "/v1/devices/d1/issuance",
-        json={"from": epoch_text(T0), "to": epoch_text(T0 + 3600), "account": account},
+        json={"from": format_utc(T0), "to": format_utc(T0 + 3600), "account": account},
         headers=owner,
     )
     assert "not approved" in assert_problem(response, STATE_CONFLICT)["detail"]

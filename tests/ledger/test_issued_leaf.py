@@ -8,7 +8,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.certificates.issuance import ISSUED_KIND, issued_leaf
+from ledger.certificates.entries import ISSUED_KIND
+from ledger.certificates.issuance import issued_leaf
 from ledger.credentials.data_integrity import (
     ProofOptions,
     did_key,

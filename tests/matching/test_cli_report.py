@@ -16,11 +16,12 @@ from api.cli.reports import file_stem, report_app
 from api.settings import ApiSettings
 from ledger.certificates.matching import matching_report
 from ledger.factors.grid import FactorSettings, packaged_factor_table
-from ledger.meters.registration import GridRegion, epoch_text
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
+from ledger.times import format_utc
 
-FROM, TO = epoch_text(START), epoch_text(START + 24 * HOUR)
+FROM, TO = format_utc(START), format_utc(START + 24 * HOUR)
 SETTING_VARIABLES = tuple(
     "CARBONLEDGER_" + name.upper()
     for name in (*ApiSettings.model_fields, *FactorSettings.model_fields)

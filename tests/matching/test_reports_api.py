@@ -15,12 +15,13 @@ from api.problems import FORBIDDEN, NOT_FOUND, NOT_READY, RANGE_INVALID, UNAUTHO
 from api.schemas.reports import MatchingReportBody
 from ledger.certificates.matching import matching_report
 from ledger.factors.grid import packaged_factor_table
-from ledger.meters.registration import GridRegion, epoch_text
+from ledger.meters.registration import GridRegion
 from ledger.registry import Registry
+from ledger.times import format_utc
 
 Headers = Callable[..., tuple[dict[str, str], str]]
 PATH = "/v1/reports/matching"
-PERIOD = {"from": epoch_text(START), "to": epoch_text(START + 24 * HOUR)}
+PERIOD = {"from": format_utc(START), "to": format_utc(START + 24 * HOUR)}
 
 
 def _seed(registry: Registry, buyer: str) -> None:
