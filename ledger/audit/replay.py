@@ -36,17 +36,27 @@ anchored size whose readings counted: production is recomputed from exactly thos
 from __future__ import annotations
 
 import json
-import re
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger.certificates import rules
-from ledger.certificates.entries import MAX_EVIDENCE_READINGS
+from ledger.certificates.entries import (
+    ACCOUNT_OPENED_KIND,
+    DEVICE_APPROVED_KIND,
+    DEVICE_REGISTERED_KIND,
+    EXPIRED_KIND,
+    ISSUED_KIND,
+    MAX_EVIDENCE_READINGS,
+    RETIRED_KIND,
+    SPLIT_KIND,
+    STATEMENT_KINDS,
+    TRANSFERRED_KIND,
+    WITHDRAWN_KIND,
+)
 from ledger.certificates.issuance import ReadingPoint, hourly_production
 from ledger.certificates.rules import (
     HOUR,
@@ -63,9 +73,13 @@ from ledger.credentials.data_integrity import (
     verify_credential,
     verify_statement,
 )
+from ledger.credentials.entries import ISSUER_KEY_KIND
+from ledger.log.entry_fields import EntryFormatError, integer, text
 from ledger.log.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
 from ledger.log.store import MAX_ENTRIES_PER_READ, Log
+from ledger.meters.entries import METER_REGISTERED_KIND, OCMF_READING_KIND, READING_KIND
 from ledger.meters.plausibility import exceeds_capacity
+from ledger.times import UtcTimeError, format_utc, parse_utc
 
 MAX_REPORTED_VIOLATIONS = 1_000
 """Violations listed in a report; more are counted but not listed (a broken log could
@@ -73,17 +87,7 @@ otherwise make the report as large as the log)."""
 MAX_KINDS_COUNTED = 256
 """Distinct entry kinds counted by name; further ones are counted as "(other)"."""
 
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", re.ASCII)
-_STATEMENT_KINDS = frozenset(
-    {
-        "device.approved/1",
-        "certificate.split/1",
-        "certificate.transferred/1",
-        "certificate.retired/1",
-        "certificate.expired/1",
-        "certificate.withdrawn/1",
-    }
-)
+_STATEMENT_KINDS = frozenset({DEVICE_APPROVED_KIND, *STATEMENT_KINDS})
 _SUBJECT_FIELDS = (
     ("producer", "organisation"),
     ("energySource", "energySource"),
@@ -233,7 +237,7 @@ def _check_subject_arithmetic(subject: Mapping[str, Any], claim: _Claim) -> None
     expected: dict[str, Any] = {
         "id": f"urn:carbonledger:device:{claim.device}",
         "type": "EnergyProductionCertificate",
-        "productionEnd": _iso(claim.hour + HOUR),
+        "productionEnd": format_utc(claim.hour + HOUR),
         "volumeWh": volume,
         "serial": serial_text(claim.device, claim.hour, claim.start, claim.end),
         "gecEquivalent": gec_text(volume),
@@ -247,28 +251,24 @@ def _check_subject_arithmetic(subject: Mapping[str, Any], claim: _Claim) -> None
 
 
 def _epoch(value: object, what: str) -> int:
-    if not isinstance(value, str) or not _TIME.fullmatch(value):
-        raise _ProblemError(
-            "malformed-entry", f"{what} is not an RFC 3339 UTC time in whole seconds"
-        )
     try:
-        return int(datetime.fromisoformat(value).timestamp())
-    except ValueError:
-        raise _ProblemError("malformed-entry", f"{what} {value!r} is not a valid time") from None
+        return parse_utc(value, what)
+    except UtcTimeError as exc:
+        raise _ProblemError("malformed-entry", str(exc)) from None
 
 
 def _text(entry: Mapping[str, Any], name: str, kind: str) -> str:
-    value = entry.get(name)
-    if not isinstance(value, str) or not value:
-        raise _ProblemError("malformed-entry", f"{kind} has no string {name!r}")
-    return value
+    try:
+        return text(entry, name)
+    except EntryFormatError as exc:
+        raise _ProblemError("malformed-entry", f"{kind}: {exc}") from None
 
 
 def _integer(entry: Mapping[str, Any], name: str, what: str) -> int:
-    value = entry.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _ProblemError("malformed-entry", f"{what} {name!r} is not a non-negative integer")
-    return value
+    try:
+        return integer(entry, name)
+    except EntryFormatError as exc:
+        raise _ProblemError("malformed-entry", f"{what}: {exc}") from None
 
 
 class Replay:
@@ -350,7 +350,7 @@ class Replay:
     # ------------------------------------------------------------------ declarations
 
     def _issuer_key(self, index: int, entry: dict[str, Any]) -> None:
-        did = _text(entry, "did", "issuer.key/1")
+        did = _text(entry, "did", ISSUER_KEY_KIND)
         if not did.startswith("did:key:"):
             raise _ProblemError(
                 "malformed-entry", f"issuer.key/1 declares {did!r}, not a did:key DID"
@@ -358,14 +358,14 @@ class Replay:
         self._issuers.add(did)
 
     def _meter_registered(self, index: int, entry: dict[str, Any]) -> None:
-        meter = _text(entry, "meter", "meter.registered/1")
+        meter = _text(entry, "meter", METER_REGISTERED_KIND)
         if meter in self._meters:
             raise _ProblemError("duplicate-meter", f"meter {meter!r} was registered before")
         capacity = entry.get("capacityW")
         if capacity is not None and (not isinstance(capacity, int) or capacity <= 0):
             raise _ProblemError("malformed-entry", "meter.registered/1 capacityW is not positive")
         self._meters[meter] = _Meter(
-            _text(entry, "organisation", "meter.registered/1"),
+            _text(entry, "organisation", METER_REGISTERED_KIND),
             capacity,
             entry.get("role") != "consumption",
         )
@@ -405,13 +405,13 @@ class Replay:
             meter.hashes += self._leaf_hash
 
     def _device_registered(self, index: int, entry: dict[str, Any]) -> None:
-        device = _text(entry, "device", "device.registered/1")
+        device = _text(entry, "device", DEVICE_REGISTERED_KIND)
         if device in self._devices:
             raise _ProblemError("duplicate-device", f"device {device!r} was registered before")
         meters = entry.get("meters")
         if not isinstance(meters, list) or not meters:
             raise _ProblemError("malformed-entry", "device.registered/1 has no meter list")
-        organisation = _text(entry, "organisation", "device.registered/1")
+        organisation = _text(entry, "organisation", DEVICE_REGISTERED_KIND)
         for meter_id in meters:
             meter = self._meters.get(meter_id) if isinstance(meter_id, str) else None
             if meter is None:
@@ -427,10 +427,10 @@ class Replay:
         self._devices[device] = _Device(dict(entry), tuple(meters))
 
     def _account_opened(self, index: int, entry: dict[str, Any]) -> None:
-        account = _text(entry, "account", "account.opened/1")
+        account = _text(entry, "account", ACCOUNT_OPENED_KIND)
         if account in self._accounts:
             raise _ProblemError("duplicate-account", f"account {account} was opened before")
-        self._accounts[account] = _text(entry, "organisation", "account.opened/1")
+        self._accounts[account] = _text(entry, "organisation", ACCOUNT_OPENED_KIND)
 
     # ------------------------------------------------------------------ statements
 
@@ -446,7 +446,7 @@ class Replay:
                 f"{kind} is signed by {issuer}, which no earlier issuer.key/1 declared",
             )
         at = _epoch(entry.get("at"), f"{kind} `at`")
-        if kind == "device.approved/1":
+        if kind == DEVICE_APPROVED_KIND:
             self._approve(entry, at)
             return
         certificate = _text(entry, "certificate", kind)
@@ -458,7 +458,7 @@ class Replay:
 
     def _approve(self, entry: dict[str, Any], at: int) -> None:
         del at
-        device = _text(entry, "device", "device.approved/1")
+        device = _text(entry, "device", DEVICE_APPROVED_KIND)
         record = self._devices.get(device)
         if record is None:
             raise _ProblemError(
@@ -471,7 +471,7 @@ class Replay:
     def _split(
         self, index: int, entry: dict[str, Any], state: CertificateState, at: int
     ) -> CertificateState:
-        account = _text(entry, "account", "certificate.split/1")
+        account = _text(entry, "account", SPLIT_KIND)
         children = entry.get("children")
         if not isinstance(children, list) or len(children) > rules.MAX_SPLIT_PARTS:
             raise _ProblemError(
@@ -501,7 +501,7 @@ class Replay:
     def _transfer(
         self, index: int, entry: dict[str, Any], state: CertificateState, at: int
     ) -> CertificateState:
-        kind = "certificate.transferred/1"
+        kind = TRANSFERRED_KIND
         source, destination = _text(entry, "from", kind), _text(entry, "to", kind)
         organisation = self._accounts.get(destination)
         if organisation is None:
@@ -519,7 +519,7 @@ class Replay:
     def _retire(
         self, index: int, entry: dict[str, Any], state: CertificateState, at: int
     ) -> CertificateState:
-        kind = "certificate.retired/1"
+        kind = RETIRED_KIND
         account = _text(entry, "account", kind)
         beneficiary = _text(entry, "beneficiary", kind)
         purpose = entry.get("purpose")
@@ -659,7 +659,7 @@ class Replay:
     ) -> list[_ProblemError]:
         """Rule 1: contiguous (hence disjoint) root ranges within the hour's production."""
         problems: list[_ProblemError] = []
-        hour_text = _iso(claim.hour)
+        hour_text = format_utc(claim.hour)
         if claim.start < issued:
             problems.append(
                 _ProblemError(
@@ -843,26 +843,22 @@ class Replay:
         return None
 
 
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 _HANDLERS: dict[str, Any] = {
-    "issuer.key/1": Replay._issuer_key,
-    "meter.registered/1": Replay._meter_registered,
-    "reading/1": Replay._reading,
-    "reading.ocmf/1": Replay._reading,
-    "device.registered/1": Replay._device_registered,
-    "account.opened/1": Replay._account_opened,
-    "certificate.issued/1": Replay._issued,
+    ISSUER_KEY_KIND: Replay._issuer_key,
+    METER_REGISTERED_KIND: Replay._meter_registered,
+    READING_KIND: Replay._reading,
+    OCMF_READING_KIND: Replay._reading,
+    DEVICE_REGISTERED_KIND: Replay._device_registered,
+    ACCOUNT_OPENED_KIND: Replay._account_opened,
+    ISSUED_KIND: Replay._issued,
     **{kind: Replay._statement for kind in _STATEMENT_KINDS},
 }
 _STATEMENT_HANDLERS: dict[str, Any] = {
-    "certificate.split/1": Replay._split,
-    "certificate.transferred/1": Replay._transfer,
-    "certificate.retired/1": Replay._retire,
-    "certificate.expired/1": Replay._expire,
-    "certificate.withdrawn/1": Replay._withdraw,
+    SPLIT_KIND: Replay._split,
+    TRANSFERRED_KIND: Replay._transfer,
+    RETIRED_KIND: Replay._retire,
+    EXPIRED_KIND: Replay._expire,
+    WITHDRAWN_KIND: Replay._withdraw,
 }
 
 
