@@ -19,7 +19,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials, OAuth2, SecuritySc
 
 from api.problems import FORBIDDEN, INVALID_CLIENT, UNAUTHORIZED, ProblemError
 from api.security import KNOWN_SCOPES, InvalidTokenError, Principal, TokenService, format_scope
-from ledger.clients import AuthenticatedClient, authenticate_client
+from ledger.access.clients import AuthenticatedClient, authenticate_client
 from ledger.registry import Registry
 
 # A URL, not a credential.

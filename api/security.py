@@ -31,7 +31,7 @@ from typing import Any
 import jwt
 
 from api.settings import ApiSettings
-from ledger.clients import AuthenticatedClient
+from ledger.access.clients import AuthenticatedClient
 from ledger.keyfiles import KeyFileError, read_private_key_pem, write_private_key_file
 
 SCOPE_LOG_READ = "log:read"

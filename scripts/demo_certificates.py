@@ -29,6 +29,7 @@ from attestation.bundles.format import bundle_bytes
 from attestation.certificates.bundle import build_certificate_bundle
 from attestation.chain.client import ChainSettings, open_embedded_chain
 from attestation.chain.deployment import resolve_contract
+from ledger.access.clients import create_client
 from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
 from ledger.certificates.issuance import issue_certificates
 from ledger.certificates.lifecycle import (
@@ -37,7 +38,6 @@ from ledger.certificates.lifecycle import (
     transfer_certificate,
 )
 from ledger.certificates.rules import RetirementPurpose
-from ledger.clients import create_client
 from ledger.meters.ingest import ingest
 from ledger.meters.registration import (
     EnergySource,

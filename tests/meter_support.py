@@ -28,8 +28,10 @@ from api.app import create_app
 from api.problems import PROBLEM_MEDIA_TYPE, ProblemType
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from ledger.clients import IssuedClient, create_client
+from ledger.access.clients import IssuedClient, create_client
+from ledger.access.models import Organisation
 from ledger.log.canonical import canonical_json
+from ledger.meters.models import Reading, ReadingEvidence
 from ledger.meters.readings import b64url, key_id, public_key_spki
 from ledger.meters.registration import (
     EnergySource,
@@ -40,7 +42,6 @@ from ledger.meters.registration import (
 )
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
-from ledger.storage.models import Organisation, Reading, ReadingEvidence
 
 EPOCH = datetime(2026, 6, 1, tzinfo=UTC)
 T0 = int(EPOCH.timestamp())

@@ -45,7 +45,7 @@ from api.cli.reports import report_app
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogInfo
 from api.security import KNOWN_SCOPES, TokenSecretError, ensure_token_secret, load_token_secret
 from api.settings import ApiSettings
-from ledger.clients import ClientError, create_client
+from ledger.access.clients import ClientError, create_client
 from ledger.keyfiles import KeyFileError, load_ed25519_key_file
 from ledger.log.checkpoint import Checkpoint, CheckpointError, NoteVerifier, open_checkpoint
 from ledger.log.merkle import (

@@ -278,8 +278,8 @@ def import_command(
     from sqlalchemy import select  # noqa: PLC0415
 
     from api.cli.main import _open_registry, _settings  # noqa: PLC0415 - api.cli.main imports this module
+    from ledger.access.models import Organisation  # noqa: PLC0415
     from ledger.meters.ingest import IngestPolicy, ingest  # noqa: PLC0415
-    from ledger.storage.models import Organisation  # noqa: PLC0415
 
     settings = _settings(ctx)
     if batch > settings.max_readings_per_batch:

@@ -70,7 +70,7 @@ def _organisation_id(database: Database, given: str) -> str:
     """An organisation id, or else an organisation name (as `readings import --org` takes)."""
     from sqlalchemy import select  # noqa: PLC0415
 
-    from ledger.storage.models import Organisation  # noqa: PLC0415
+    from ledger.access.models import Organisation  # noqa: PLC0415
 
     with database.read() as session:
         if session.get(Organisation, given) is not None:

@@ -32,9 +32,9 @@ from api.schemas.accounts import (
 )
 from api.security import SCOPE_CERTIFICATES_READ, SCOPE_CERTIFICATES_WRITE, Principal
 from ledger.certificates.devices import get_account, list_accounts, open_account
+from ledger.certificates.models import Certificate
 from ledger.certificates.rules import CertificateStatus, gec_text
 from ledger.storage.db import Database
-from ledger.storage.models import Certificate
 
 router = APIRouter(
     prefix="/v1/accounts",

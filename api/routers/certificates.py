@@ -71,10 +71,11 @@ from ledger.certificates.lifecycle import (
     transfer_certificate,
     withdraw_certificate,
 )
+from ledger.certificates.models import Certificate
 from ledger.certificates.rules import CertificateStatus
 from ledger.meters.registration import EnergySource
 from ledger.registry import Registry
-from ledger.storage.models import Certificate, utc_now
+from ledger.storage.base import utc_now
 
 CERTIFICATES_PATH = "/v1/certificates"
 CERTIFICATE_ID_PATTERN = r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"

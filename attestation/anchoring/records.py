@@ -1,6 +1,6 @@
 """The database record of each confirmed anchor (migration 0003).
 
-It lives beside the chain code rather than in `ledger.storage.models` because only the
+It lives beside the chain code rather than in a `ledger` feature because only the
 anchoring side writes it; it shares `ledger`'s declarative base, so Alembic and
 `Base.metadata` still see one schema.
 """
@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ledger.storage.models import Base, utc_now
+from ledger.storage.base import Base, utc_now
 
 RowId = BigInteger().with_variant(Integer(), "sqlite")
 

@@ -26,7 +26,7 @@ from attestation.bundles.format import (
 from ledger.log.checkpoint import MAX_NOTE_BYTES, NoteSigner
 from ledger.log.store import EntryNotFoundError, Log, LogError
 from ledger.meters.entries import METER_KEY_KIND, READING_KIND
-from ledger.storage.models import MeterKey
+from ledger.meters.models import MeterKey
 
 
 class BundleRequestError(ValueError):

@@ -18,11 +18,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ledger.access.models import Organisation
 from ledger.certificates.entries import (
     ACCOUNT_OPENED_KIND,
     DEVICE_APPROVED_KIND,
     DEVICE_REGISTERED_KIND,
 )
+from ledger.certificates.models import Account, Device, DeviceMeter
 from ledger.certificates.rules import (
     CertificateRequestError,
     NotOwnedError,
@@ -32,6 +34,7 @@ from ledger.certificates.rules import (
 from ledger.credentials.data_integrity import sign_statement
 from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.store import Log
+from ledger.meters.models import Meter
 from ledger.meters.registration import (
     MAX_CAPACITY_W,
     PROVINCE_PATTERN,
@@ -39,8 +42,8 @@ from ledger.meters.registration import (
     GridRegion,
     MeterRole,
 )
+from ledger.storage.base import utc_now
 from ledger.storage.db import Database
-from ledger.storage.models import Account, Device, DeviceMeter, Meter, Organisation, utc_now
 from ledger.times import format_utc
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

@@ -37,6 +37,7 @@ from ledger.certificates.entries import (
     ISSUED_KIND,
     MAX_EVIDENCE_READINGS,
 )
+from ledger.certificates.models import Certificate, CertificateEvent, DeviceHour, DeviceMeter
 from ledger.certificates.rules import (
     HOUR,
     CertificateRequestError,
@@ -51,14 +52,8 @@ from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.canonical import MAX_CANONICAL_BYTES, canonical_json
 from ledger.log.store import Log, LogTransaction, stored_leaf_hashes
 from ledger.meters.energy import Segment, split_energy
-from ledger.storage.models import (
-    Certificate,
-    CertificateEvent,
-    DeviceHour,
-    DeviceMeter,
-    Reading,
-    utc_now,
-)
+from ledger.meters.models import Reading
+from ledger.storage.base import utc_now
 from ledger.times import format_utc
 
 MAX_ISSUANCE_HOURS = 8_784

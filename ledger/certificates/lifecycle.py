@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from ledger.access.models import Organisation
 from ledger.certificates import rules
 from ledger.certificates.devices import MAX_PAGE, load_account
 from ledger.certificates.entries import (
@@ -30,6 +31,7 @@ from ledger.certificates.entries import (
     WITHDRAWN_KIND,
 )
 from ledger.certificates.issuance import issued_leaf
+from ledger.certificates.models import Account, Certificate, CertificateEvent, CertificateRetirement
 from ledger.certificates.rules import (
     HOUR,
     CertificateRequestError,
@@ -43,18 +45,11 @@ from ledger.certificates.rules import (
 )
 from ledger.credentials.data_integrity import ProofOptions, sign_credential_jcs, sign_statement
 from ledger.credentials.issuer import IssuerIdentity
+from ledger.log.models import LogEntry
 from ledger.log.store import Log, LogTransaction
 from ledger.meters.registration import PROVINCE_PATTERN, GridRegion
+from ledger.storage.base import utc_now
 from ledger.storage.db import Database
-from ledger.storage.models import (
-    Account,
-    Certificate,
-    CertificateEvent,
-    CertificateRetirement,
-    LogEntry,
-    Organisation,
-    utc_now,
-)
 from ledger.times import format_utc
 
 MAX_REASON_CHARS = 1_000

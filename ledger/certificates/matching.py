@@ -45,12 +45,14 @@ from typing import Any, cast
 import pandas as pd
 from sqlalchemy import func, select
 
+from ledger.access.models import Organisation
+from ledger.certificates.models import Certificate, CertificateRetirement
 from ledger.certificates.rules import gec_text
 from ledger.factors.grid import PACKAGED_SOURCE, Factor, FactorTable
 from ledger.meters.energy import meter_energy
+from ledger.meters.models import Meter
 from ledger.meters.registration import GridRegion, MeterRole
 from ledger.storage.db import Database
-from ledger.storage.models import Certificate, CertificateRetirement, Meter, Organisation
 from ledger.times import format_utc
 
 HOUR = 3600

@@ -19,9 +19,10 @@ from sqlalchemy import select
 
 from ledger.credentials.data_integrity import did_key, did_key_verification_method, public_bytes
 from ledger.credentials.entries import ISSUER_KEY_KIND
+from ledger.credentials.models import IssuerKey
 from ledger.keyfiles import KeyFileError, create_ed25519_key_file, load_ed25519_key_file
 from ledger.log.store import Log
-from ledger.storage.models import IssuerKey, utc_now
+from ledger.storage.base import utc_now
 from ledger.times import format_utc
 
 

@@ -41,8 +41,9 @@ from ledger.log.merkle import (
     range_nodes,
     root_plan,
 )
+from ledger.log.models import LogEntry, LogHead, LogTile
+from ledger.storage.base import utc_now
 from ledger.storage.db import Database
-from ledger.storage.models import LogEntry, LogHead, LogTile, utc_now
 
 TILE_WIDTH = 256
 TILE_BYTES = TILE_WIDTH * HASH_SIZE

@@ -28,9 +28,10 @@ from typing import Any
 from sqlalchemy import select
 
 from ledger.log.canonical import parse_entry
+from ledger.log.models import LogEntry
 from ledger.meters.entries import OCMF_READING_KIND
+from ledger.meters.models import Reading
 from ledger.storage.db import Database
-from ledger.storage.models import LogEntry, Reading
 
 INTERVALS: dict[str, int] = {"15min": 900, "hour": 3600, "day": 86400}
 MAX_INTERVALS = 10_000

@@ -65,6 +65,7 @@ from sqlalchemy.orm import Session
 from ledger.log.canonical import canonical_entry
 from ledger.log.store import Log, LogTransaction
 from ledger.meters.entries import OCMF_READING_KIND, READING_KIND
+from ledger.meters.models import Meter, MeterKey, Reading, ReadingEvidence
 from ledger.meters.ocmf import OcmfError, OcmfRecord, ocmf_readings, parse_ocmf, verify_ocmf
 from ledger.meters.plausibility import exceeds_capacity
 from ledger.meters.readings import (
@@ -81,8 +82,8 @@ from ledger.meters.readings import (
     verify_with_public_key,
 )
 from ledger.meters.registration import MeterKeyRecord
+from ledger.storage.base import utc_now
 from ledger.storage.db import Database
-from ledger.storage.models import Meter, MeterKey, Reading, ReadingEvidence, utc_now
 from ledger.times import format_utc
 
 DEFAULT_MAX_ITEMS = 5_000

@@ -29,8 +29,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ledger.access.models import Organisation
 from ledger.log.store import Log
 from ledger.meters.entries import METER_KEY_KIND, METER_KEY_REVOKED_KIND, METER_REGISTERED_KIND
+from ledger.meters.models import Meter, MeterKey
 from ledger.meters.readings import (
     METER_ID_PATTERN,
     ReadingFormatError,
@@ -38,8 +40,8 @@ from ledger.meters.readings import (
     key_id,
     load_meter_public_key,
 )
+from ledger.storage.base import utc_now
 from ledger.storage.db import Database
-from ledger.storage.models import Meter, MeterKey, Organisation, utc_now
 from ledger.times import UtcTimeError, epoch_of, format_utc
 
 MAX_CAPACITY_W = 10**12

@@ -62,7 +62,7 @@ from web3.types import TxParams
 
 from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
 from attestation.chain.localnode import ANVIL_CHAIN_ID, LocalAnvil, rpc_call
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.log.canonical import canonical_entry, canonical_json
 from ledger.log.merkle import verify_consistency
 from ledger.log.store import MAX_LEAVES_PER_TRANSACTION, Log

@@ -77,11 +77,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from log import select_backends
 from sqlalchemy.engine import make_url
 
+from ledger.access.clients import create_client
 from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
 from ledger.certificates.issuance import issue_certificates
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
 from ledger.certificates.rules import RetirementPurpose
-from ledger.clients import create_client
 from ledger.log.canonical import canonical_json
 from ledger.meters.ingest import ingest
 from ledger.meters.readings import b64url, public_key_spki

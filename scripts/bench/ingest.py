@@ -70,7 +70,7 @@ from log import select_backends, throwaway_postgres_database
 
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.meters.ingest import ingest, payload_bytes
 from ledger.meters.readings import ReadingPayload, SignedReading
 from ledger.meters.registration import EnergySource, GridRegion, MeterRole, MeterSpec, register_key

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from meter_support import EPOCH, MeterKeyPair, add_meter, generation_spec, new_key, stream
 
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.meters.ingest import ingest
 from ledger.meters.registration import register_key
 from ledger.registry import Registry, initialise_registry

@@ -25,7 +25,7 @@ from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.bundles.format import BUNDLE_MEDIA_TYPE, parse_bundle
 from attestation.bundles.verify import verify_bundle
 from attestation.chain.deployment import recorded_deployments
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 
 
 def _client(metered: MeteredLog) -> TestClient:

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from api.problems import PROBLEM_MEDIA_TYPE, ProblemType
-from ledger.clients import IssuedClient
+from ledger.access.clients import IssuedClient
 
 MAX_REQUEST_BYTES = 4096
 """The body limit the API test app runs with (small, so 413 tests stay cheap)."""

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.security import ensure_token_secret, load_token_secret
 from api.settings import ApiSettings
-from ledger.clients import IssuedClient, create_client
+from ledger.access.clients import IssuedClient, create_client
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 

@@ -24,9 +24,9 @@ from api.problems import (
     VALIDATION_ERROR,
 )
 from api.settings import ApiSettings
-from ledger.clients import IssuedClient
+from ledger.access.clients import IssuedClient
+from ledger.access.models import ApiClient
 from ledger.registry import Registry
-from ledger.storage.models import ApiClient
 
 ENTRY = "/v1/log/entries/0"
 MakeClient = Callable[..., IssuedClient]

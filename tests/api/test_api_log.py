@@ -11,7 +11,7 @@ from api_helpers import access_token, assert_problem, bearer
 from fastapi.testclient import TestClient
 
 from api.problems import NOT_FOUND, PROOF_REQUEST_INVALID
-from ledger.clients import IssuedClient
+from ledger.access.clients import IssuedClient
 from ledger.log.canonical import canonical_entry
 from ledger.log.checkpoint import NoteVerifier, open_checkpoint
 from ledger.log.merkle import (

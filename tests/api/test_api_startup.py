@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from api.app import StartupError, create_app
 from api.security import TOKEN_SECRET_BYTES, ensure_token_secret
 from api.settings import ApiSettings
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.registry import Registry
 
 

@@ -26,10 +26,10 @@ from ledger.certificates.issuance import (
     evidence_of,
     hourly_production,
 )
+from ledger.certificates.models import Account, Certificate, DeviceHour
 from ledger.certificates.rules import HOUR, add_months
 from ledger.credentials.data_integrity import sign_statement
 from ledger.registry import Registry
-from ledger.storage.models import Account, Certificate, DeviceHour
 from ledger.times import format_utc
 
 

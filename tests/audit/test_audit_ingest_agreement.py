@@ -14,10 +14,10 @@ from sqlalchemy import select
 from ledger.audit.replay import Replay
 from ledger.log.store import MAX_ENTRIES_PER_READ
 from ledger.meters.ingest import ingest
+from ledger.meters.models import Reading
 from ledger.meters.registration import register_key
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
-from ledger.storage.models import Reading
 
 CAPACITY_W = 4_000
 

@@ -50,12 +50,12 @@ from ledger.certificates.lifecycle import (
     transfer_certificate,
     withdraw_certificate,
 )
+from ledger.certificates.models import Certificate
 from ledger.certificates.rules import HOUR, CertificateStatus, RetirementPurpose, RuleViolationError
 from ledger.meters.ingest import ingest
 from ledger.meters.registration import EnergySource, GridRegion, register_key
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
-from ledger.storage.models import Certificate
 
 CAPACITY_W = 10_000
 STEP = 1_800

@@ -22,12 +22,13 @@ from meter_support import (
 )
 from sqlalchemy import select
 
+from ledger.certificates.models import Certificate, DeviceHour
 from ledger.certificates.rules import HOUR, CertificateStatus
 from ledger.credentials.data_integrity import verify_credential, verify_statement
+from ledger.log.models import LogEntry
 from ledger.meters.energy import Segment, split_energy
 from ledger.meters.ingest import ingest
 from ledger.registry import Registry
-from ledger.storage.models import Certificate, DeviceHour, LogEntry
 
 SIGNED_KINDS = frozenset(
     {

@@ -22,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger.certificates.issuance import IssuedCertificate
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate, split_certificate
+from ledger.certificates.models import Certificate, CertificateRetirement, DeviceHour
 from ledger.certificates.rules import CertificateStatus, RetirementPurpose
 from ledger.meters.registration import GridRegion
 from ledger.registry import Registry
-from ledger.storage.models import Certificate, CertificateRetirement, DeviceHour
 
 UNUSED_INDEX = 10**12
 """A log index far beyond any test log: the rows below are not about the log."""

@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from meter_support import token_for
 from sqlalchemy import select
 
-from ledger.clients import create_client
+from ledger.access.clients import create_client
+from ledger.access.models import Organisation
 from ledger.registry import Registry
-from ledger.storage.models import Organisation
 
 Headers = dict[str, str]
 

@@ -13,11 +13,11 @@ from api.app import CertificateExpiryService, create_app
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
 from ledger.certificates.issuance import issue_certificates
+from ledger.certificates.models import Certificate
 from ledger.certificates.rules import HOUR
 from ledger.log.canonical import parse_entry
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
-from ledger.storage.models import Certificate
 
 
 def _app_settings(settings: LedgerSettings, sweep_seconds: float) -> ApiSettings:

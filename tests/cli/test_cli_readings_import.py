@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 
 from api.cli import main as cli
 from api.cli.readings import COLUMNS, readings_app
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.log.canonical import parse_entry
 from ledger.meters.registration import register_key, register_meter
 from ledger.registry import Registry, open_registry

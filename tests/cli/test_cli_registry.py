@@ -16,12 +16,12 @@ from sqlalchemy.engine import make_url
 
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody
 from api.security import KNOWN_SCOPES
-from ledger.clients import authenticate_client
+from ledger.access.clients import authenticate_client
+from ledger.access.models import ApiClient
 from ledger.log.checkpoint import NoteVerifier, open_checkpoint
 from ledger.log.merkle import leaf_hash, root_of_leaves
 from ledger.registry import open_registry
 from ledger.storage.db import Database
-from ledger.storage.models import ApiClient
 
 # ---------------------------------------------------------------------------- init
 

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from api.app import create_app
 from api.security import SCOPE_LOG_READ, SCOPE_READINGS_WRITE, ensure_token_secret
 from api.settings import ApiSettings
-from ledger.clients import IssuedClient, create_client
+from ledger.access.clients import IssuedClient, create_client
+from ledger.meters.models import Reading
 from ledger.meters.registration import (
     EnergySource,
     GridRegion,
@@ -29,7 +30,6 @@ from ledger.meters.registration import (
 )
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
-from ledger.storage.models import Reading
 from meter_signing.keys import MeterKey, generate_meter_key
 
 LOOPBACK = "127.0.0.1"

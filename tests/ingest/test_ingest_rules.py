@@ -37,9 +37,9 @@ from ledger.meters.ingest import (
     ingest,
     list_evidence,
 )
+from ledger.meters.models import Meter, Reading
 from ledger.meters.registration import register_key, revoke_key
 from ledger.registry import Registry
-from ledger.storage.models import Meter, Reading
 
 NOW = T0 + 30 * 86400
 """The pinned server clock: a month after the first reading."""

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from testdata_support import TESTDATA
 
 from ledger.log.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
+from ledger.log.models import LogTile
 from ledger.log.store import TILE_LEVEL_SHIFT, TILE_WIDTH
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
-from ledger.storage.models import LogTile
 
 WRITER_SCRIPT = Path(__file__).with_name("ledger_writer.py")
 

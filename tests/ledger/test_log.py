@@ -12,6 +12,7 @@ from ledger_support import BruteTree, prefix_roots, read_all_entries
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from ledger.access.models import Organisation
 from ledger.log.canonical import CanonicalizationError, canonical_entry
 from ledger.log.checkpoint import Checkpoint, NoteVerifier, open_checkpoint
 from ledger.log.merkle import EMPTY_ROOT, ProofRequestError, verify_consistency, verify_inclusion
@@ -29,7 +30,6 @@ from ledger.registry import Registry, open_registry
 from ledger.settings import LedgerSettings
 from ledger.storage.db import Database
 from ledger.storage.migrate import upgrade
-from ledger.storage.models import Organisation
 
 
 def entry(number: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from api.app import create_app
 from api.routers import reports
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from meter_support import new_key, new_organisation, sign
 
+from ledger.certificates.models import Account, Certificate, CertificateRetirement, Device
 from ledger.meters.ingest import ingest
 from ledger.meters.registration import (
     GridRegion,
@@ -25,7 +26,6 @@ from ledger.meters.registration import (
     register_meter,
 )
 from ledger.registry import Registry
-from ledger.storage.models import Account, Certificate, CertificateRetirement, Device
 
 HOUR = 3600
 START = int(datetime(2026, 3, 2, tzinfo=UTC).timestamp())

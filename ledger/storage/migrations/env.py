@@ -7,9 +7,9 @@ from alembic import context
 
 from ledger.settings import LedgerSettings
 from ledger.storage.db import Database
-from ledger.storage.models import Base
+from ledger.storage.schema import metadata
 
-target_metadata = Base.metadata
+target_metadata = metadata
 connection = context.config.attributes.get("connection")
 
 if connection is not None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from ledger.access.models import ApiClient, Organisation
 from ledger.storage.db import Database
-from ledger.storage.models import ApiClient, Organisation
 
 SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.-]*(:[a-z][a-z0-9_.-]*)?$")
 MAX_SCOPES_PER_CLIENT = 32
