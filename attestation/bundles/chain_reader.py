@@ -17,7 +17,8 @@ from web3.exceptions import BadFunctionCallOutput, TransactionNotFound
 
 from attestation.bundles.format import BundleAnchor
 from attestation.bundles.report import FAILED, PASSED, Check
-from attestation.chain.client import ChainError, load_artifact, revert_data
+from attestation.chain.client import load_artifact, revert_data
+from attestation.chain.errors import ChainError
 
 
 class AnchorReaderError(ChainError):
