@@ -25,8 +25,7 @@ from metered_log_support import MeteredLog, metered_log
 from attestation.bundles.build import build_bundle
 from attestation.bundles.format import bundle_bytes
 
-# Overridable to run the tests before the sub-apps are wired into api/cli/main.py.
-CLI = os.environ.get("CARBONLEDGER_TEST_CLI", str(Path(sys.executable).parent / "carbonledger"))
+CLI = str(Path(sys.executable).with_name("carbonledger"))
 
 
 def _run(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> Any:
