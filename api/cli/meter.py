@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
     from ledger.meters.readings import SignedReading
     from ledger.meters.registration import MeterKeyRecord, MeterRecord, MeterSpec
+    from ledger.storage.db import Database
 
 meter_app = command_group(
     "Meters: signing keys, registration, signed readings, a simulated Modbus meter."
@@ -257,10 +258,10 @@ def register_command(
             existing = None
         if existing is None:
             spec = new_meter_spec(meter, attributes)
-            key_problem = refused_key(public_der)
+            # Checked before the meter is written: a refused key must not leave a registered
+            # meter without one.
+            key_problem = refused_key(public_der) or key_taken(registry.database, public_der)
             if key_problem is not None:
-                # Checked before the meter is written: a refused key must not leave a
-                # registered meter without one.
                 fail(key_problem)
             try:
                 register_meter(registry.log, organisation_id, spec)
@@ -341,6 +342,17 @@ def refused_key(public_der: bytes) -> str | None:
     except ReadingFormatError as error:
         return str(error)
     return None
+
+
+def key_taken(database: Database, public_der: bytes) -> str | None:
+    """Why the key cannot be a new meter's: it is registered for a meter already."""
+    from ledger.storage.models import MeterKey
+
+    kid = key_id_of(public_der)
+    with database.read() as session:
+        row = session.get(MeterKey, kid)
+        owner = None if row is None else row.meter_id
+    return None if owner is None else f"key {kid} is already registered for meter {owner!r}"
 
 
 def enum_option(kind: Any, value: str, option: str) -> Any:

@@ -120,7 +120,7 @@ def test_gateway_run_uploads_readings_that_become_log_entries(
     api.start()
     try:
         result = CliRunner().invoke(
-            root,
+            app,
             [
                 "gateway",
                 "run",
