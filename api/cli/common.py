@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, Any, Final, NoReturn
 
 import typer
 import typer.core
@@ -190,9 +190,15 @@ class CommandGroup(typer.core.TyperGroup):
         super().format_help(ctx, formatter)
 
 
+MARKUP_MODE: Final = "markdown"
+"""How help texts are rendered: docstring paragraphs are reflowed, `code` is marked."""
+
+
 def command_group(help_text: str) -> typer.Typer:
     """A sub-app of `carbonledger` (`log`, `meter`, `anchor`, …); called bare, it shows its help."""
-    return typer.Typer(cls=CommandGroup, help=help_text, no_args_is_help=True)
+    return typer.Typer(
+        cls=CommandGroup, help=help_text, no_args_is_help=True, rich_markup_mode=MARKUP_MODE
+    )
 
 
 # ------------------------------------------------------------------------ settings

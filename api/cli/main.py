@@ -1,21 +1,15 @@
 """The `carbonledger` command tree: the root app, its options, and where each command lives.
 
-| command                                   | module                |
-| ----------------------------------------- | --------------------- |
-| `init`, `serve`                           | `api.cli.service`     |
-| `admin create-client`                     | `api.cli.admin`       |
-| `log checkpoint`, `prove`, `verify-*`     | `api.cli.log`         |
-| `meter keygen`, `register`, `sign`        | `api.cli.meter`       |
-| `meter simulate`, `gateway run`           | `api.cli.gateway`     |
-| `readings import`                         | `api.cli.readings`    |
-| `chain deploy`, `anchor now`/`status`, `verify` | `api.cli.chain` |
-| `report matching`                         | `api.cli.reports`     |
-| `audit replay`                            | `api.cli.audit`       |
+The root knows its commands by name, module and one-line summary (`COMMANDS`) and imports a
+command's module only when that command runs or shows its own help: `carbonledger --help`
+imports none of them, `carbonledger verify` only `api.cli.chain`. Building all thirty Typer
+commands would take a fifth of `--help`'s time (decisions.md, "A fast CLI", has the figures).
+tests/cli/test_cli_structure.py holds every summary equal to its command's own first help
+line, and checks that a command loads no other command's module.
 
-This module imports the command modules; they import only `api.cli.common`, never this
-module or each other. Each is import-light (Typer and the standard library at load time,
-everything else inside the command), so building the whole tree for `carbonledger --help`
-costs milliseconds; decisions.md ("A fast CLI") has the measurements.
+Command modules import only `api.cli.common` (and each other's public names, never this
+module); each is import-light too: Typer and the standard library at load time, everything
+else inside the command.
 
 Errors: the root group runs Click without its standalone handling, so usage errors and the
 domain's expected errors (`api.cli.common.explain`) print as one `error:` line with exit
@@ -24,28 +18,135 @@ code 2 or 3; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.core
+import typer.main
 
-from api.cli import admin, audit, chain, gateway, log, meter, readings, reports, service
 from api.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
+    MARKUP_MODE,
     CommandGroup,
     GlobalOptions,
     explain,
     print_error_line,
+    show_flags_as_flags,
 )
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """Where a command lives, and the line `carbonledger --help` shows for it."""
+
+    module: str
+    attribute: str
+    """A Typer sub-app (a group such as `log`) or a command function (such as `init`)."""
+    summary: str
+
+
+COMMANDS: Mapping[str, LazyCommand] = {
+    "init": LazyCommand(
+        "api.cli.service", "init_command", "Create the registry, or check and keep an existing one."
+    ),
+    "serve": LazyCommand("api.cli.service", "serve_command", "Run the HTTP API."),
+    "admin": LazyCommand("api.cli.admin", "admin_app", "Administration: API clients."),
+    "log": LazyCommand(
+        "api.cli.log",
+        "log_app",
+        "Checkpoints and proofs of the log, and their offline verification.",
+    ),
+    "meter": LazyCommand(
+        "api.cli.meter",
+        "meter_app",
+        "Meters: signing keys, registration, signed readings, a simulated Modbus meter.",
+    ),
+    "gateway": LazyCommand(
+        "api.cli.gateway",
+        "gateway_app",
+        "The Modbus gateway: poll a meter, sign its readings, upload them.",
+    ),
+    "readings": LazyCommand(
+        "api.cli.readings", "readings_app", "Signed meter readings: bulk import."
+    ),
+    "chain": LazyCommand(
+        "api.cli.chain", "chain_app", "The CarbonAnchor contract on the configured chain."
+    ),
+    "anchor": LazyCommand(
+        "api.cli.chain",
+        "anchor_app",
+        "Anchor the log's head on chain and show what is anchored.",
+    ),
+    "verify": LazyCommand(
+        "api.cli.chain",
+        "verify_command",
+        "Check a proof bundle with nothing but the bundle and the chain.",
+    ),
+    "report": LazyCommand(
+        "api.cli.reports", "report_app", "Reports: 24/7 matching and Scope 2 emissions."
+    ),
+    "audit": LazyCommand(
+        "api.cli.audit",
+        "audit_app",
+        "Re-check the registry from its log entries and the chain alone.",
+    ),
+}
+
+
+class UnloadedCommand(typer.core.TyperCommand):
+    """Stands in for a command whose module is not imported yet; it only has a summary."""
+
+    def __init__(self, name: str, lazy: LazyCommand) -> None:
+        super().__init__(name=name, help=lazy.summary)
+        self.lazy = lazy
+
+
+def load_command(name: str, lazy: LazyCommand) -> Any:
+    """The Click command (or group) of a `COMMANDS` entry, imported and built now."""
+    target = getattr(importlib.import_module(lazy.module), lazy.attribute)
+    if isinstance(target, typer.Typer):
+        # A group even when it has one command (`readings import`), as `add_typer` makes it.
+        command: Any = typer.main.get_group(target)
+    else:
+        single = typer.Typer(rich_markup_mode=MARKUP_MODE, add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
 class RootGroup(CommandGroup):
-    """Runs the command tree with Click's standalone handling off, so that usage errors
-    and the domain's expected errors print as one `error:` line instead of a panel or a
-    traceback."""
+    """The root: loads each command on first use (see `COMMANDS`), and runs the tree with
+    Click's standalone handling off, so that usage errors and the domain's expected errors
+    print as one `error:` line instead of a panel or a traceback."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for name, lazy in COMMANDS.items():
+            self.commands.setdefault(name, UnloadedCommand(name, lazy))
+        self.listing = False
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if isinstance(command, UnloadedCommand) and not self.listing:
+            command = self.commands[cmd_name] = load_command(cmd_name, command.lazy)
+        if command is not None and not self.listing:
+            show_flags_as_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The command list needs only the summaries: nothing is imported to show it.
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
 
     def main(
         self,
@@ -102,7 +203,7 @@ def _version(value: bool) -> None:
 app = typer.Typer(
     name="carbonledger",
     cls=RootGroup,
-    rich_markup_mode="markdown",  # reflows docstring paragraphs in --help
+    rich_markup_mode=MARKUP_MODE,
     no_args_is_help=True,
     add_completion=False,
     # Locals can hold database URLs with passwords and client secrets.
@@ -136,21 +237,6 @@ def _global_options(
     """
     # Settings are read lazily: the verify commands must work with no settings at all.
     ctx.obj = GlobalOptions(data_dir=data_dir)
-
-
-app.command("init")(service.init_command)
-app.command("serve")(service.serve_command)
-app.add_typer(admin.admin_app, name="admin")
-app.add_typer(log.log_app, name="log")
-meter.meter_app.command("simulate")(gateway.meter_simulate_command)
-app.add_typer(meter.meter_app, name="meter")
-app.add_typer(gateway.gateway_app, name="gateway")
-app.add_typer(readings.readings_app, name="readings")
-app.add_typer(chain.chain_app, name="chain")
-app.add_typer(chain.anchor_app, name="anchor")
-app.command("verify")(chain.verify_command)
-app.add_typer(reports.report_app, name="report")
-app.add_typer(audit.audit_app, name="audit")
 
 
 def main() -> NoReturn:

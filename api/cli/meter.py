@@ -60,6 +60,7 @@ from api.cli.common import (
     utc_option,
     write_machine,
 )
+from api.cli.gateway import meter_simulate_command
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
 meter_app = command_group(
     "Meters: signing keys, registration, signed readings, a simulated Modbus meter."
 )
+meter_app.command("simulate")(meter_simulate_command)
 
 SIGN_COLUMNS = ("seq", "time", "importWh", "exportWh")
 IMPORT_COLUMNS = ("meter", "seq", "time", "importWh", "exportWh", "alg", "sig")

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    ANVIL_DEV_KEY,
     REPO_ROOT,
     emit_json,
     free_disk_bytes,
@@ -83,9 +84,6 @@ CONTRACTS_DIR = REPO_ROOT / "contracts"
 DEFAULT_ANVIL = CONTRACTS_DIR / "node_modules" / ".bin" / "anvil"
 REFERENCE_SOURCE = "bench/PerReadingStore.sol"
 REFERENCE_NAME = "PerReadingStore"
-# Account 0 of anvil's public development mnemonic ("test test … junk"): a well-known key
-# that holds value only on throw-away local chains like the one this script starts.
-ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 BENCH_LOG_ORIGIN = "bench.carbonledger.local/anchor-gas"
 
 FULL_BATCHES = (10**3, 10**4, 10**5, 10**6)

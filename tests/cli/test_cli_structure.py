@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import base64
 import importlib
+import inspect
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
 from cli_helpers import SETTING_VARIABLES, isolated_env, run
+from loaded_modules_support import loaded_modules, top_level
 
 from api.cli.common import EXPECTED_ERRORS, CommandGroup
-from api.cli.main import app
+from api.cli.main import COMMANDS as LAZY_COMMANDS
+from api.cli.main import UnloadedCommand, app, load_command
 from ledger.log.merkle import leaf_hash
 
 HEAVY = frozenset(
@@ -44,9 +47,16 @@ HEAVY = frozenset(
 """Libraries that cost a tenth of a second or more to import and that `--help` never needs."""
 
 
-def command_paths() -> Iterator[list[str]]:
+def loaded_tree() -> Any:
+    """The root group with every command loaded (as running each one would load it)."""
     root = typer.main.get_command(app)
+    context = typer.Context(root)
+    for name in root.list_commands(context):
+        root.get_command(context, name)
+    return root
 
+
+def command_paths() -> Iterator[list[str]]:
     def visit(command: object, path: list[str]) -> Iterator[list[str]]:
         yield path
         commands = getattr(command, "commands", None)
@@ -54,7 +64,7 @@ def command_paths() -> Iterator[list[str]]:
             for name, child in sorted(commands.items()):
                 yield from visit(child, [*path, name])
 
-    yield from visit(root, [])
+    yield from visit(loaded_tree(), [])
 
 
 COMMANDS = list(command_paths())
@@ -105,7 +115,7 @@ def test_a_flag_line_names_no_value_and_an_option_line_its_metavar() -> None:
 
 
 def test_every_group_shows_flags_as_flags() -> None:
-    root = typer.main.get_command(app)
+    root = loaded_tree()
 
     def groups(command: object) -> Iterator[object]:
         commands = getattr(command, "commands", None)
@@ -117,6 +127,19 @@ def test_every_group_shows_flags_as_flags() -> None:
     found = list(groups(root))
     assert len(found) > 5
     assert all(isinstance(group, CommandGroup) for group in found)
+
+
+def first_paragraph(text: str | None) -> str:
+    return " ".join(inspect.cleandoc(text or "").split("\n\n")[0].split())
+
+
+@pytest.mark.parametrize("name", list(LAZY_COMMANDS))
+def test_each_summary_is_the_commands_own_first_help_line(name: str) -> None:
+    """`carbonledger --help` shows the table's summaries without loading the commands."""
+    lazy = LAZY_COMMANDS[name]
+    command = load_command(name, lazy)
+    assert lazy.summary == first_paragraph(command.help)
+    assert isinstance(typer.main.get_command(app).commands[name], UnloadedCommand)
 
 
 @pytest.mark.parametrize(("module_name", "class_name", "exit_code"), EXPECTED_ERRORS)
@@ -131,25 +154,15 @@ def test_expected_errors_name_real_exception_classes(
 # ------------------------------------------------------------------- import discipline
 
 
-def imported_modules(*args: str, stdin: str | None = None) -> tuple[set[str], int]:
-    """The top-level packages a `carbonledger …` process imports, and its exit code."""
+def imported_modules(*args: str) -> tuple[set[str], int]:
+    """The top-level packages a `carbonledger …` process loads, and its exit code."""
+    modules, completed = imported_module_names(*args)
+    return top_level(modules), completed.returncode
+
+
+def imported_module_names(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     env = {key: value for key, value in os.environ.items() if key not in SETTING_VARIABLES}
-    completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "api.cli.main", *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    packages = set()
-    for line in completed.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            name = line.rsplit("|", 1)[1].strip()
-            packages.add(name.split(".", 1)[0])
-    assert packages, completed.stderr[-2000:]
-    return packages, completed.returncode
+    return loaded_modules(list(args), env)
 
 
 @pytest.mark.parametrize(
@@ -174,3 +187,24 @@ def test_offline_proof_check_loads_no_storage_or_chain_library(tmp_path: Path) -
     packages, code = imported_modules("log", "verify-inclusion", str(proof))
     assert code == 0
     assert not packages & HEAVY, sorted(packages & HEAVY)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--help"], set()),
+        (["verify", "--help"], {"api.cli.chain"}),
+        (["meter", "--help"], {"api.cli.meter", "api.cli.gateway"}),
+        (["log", "verify-inclusion", "--help"], {"api.cli.log"}),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_a_command_loads_only_its_own_module(args: list[str], expected: set[str]) -> None:
+    modules, completed = imported_module_names(*args)
+    assert completed.returncode == 0
+    commands = {
+        name
+        for name in modules
+        if name.startswith("api.cli.") and name not in {"api.cli.main", "api.cli.common"}
+    }
+    assert commands == expected
