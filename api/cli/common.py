@@ -381,13 +381,20 @@ def checked_rpc_url(url: str, option: str) -> str:
 def open_chain(ctx: typer.Context) -> Iterator[tuple[Chain, Path]]:
     """The chain the registry anchors on (embedded, or CARBONLEDGER_CHAIN_RPC with its key)."""
     from attestation.chain.client import open_chain as open_configured
+    from attestation.chain.errors import ChainError
+    from attestation.chain.rpc import unreachable_message
 
     data_dir = api_settings(ctx).data_dir
     settings = chain_settings()
     if settings.chain_rpc is not None:
         checked_rpc_url(settings.chain_rpc, "CARBONLEDGER_CHAIN_RPC")
-    with chain_errors():
+    try:
         chain = open_configured(settings, data_dir)
+    except ChainError as error:
+        # web3's transport errors (requests, urllib3) are OSErrors: say what to check.
+        if settings.chain_rpc is not None and isinstance(error.__cause__, OSError):
+            fail(unreachable_message(settings.chain_rpc, error.__cause__), EXIT_UNAVAILABLE)
+        fail(str(error), EXIT_UNAVAILABLE)
     try:
         yield chain, data_dir
     finally:

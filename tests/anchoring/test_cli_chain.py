@@ -291,3 +291,23 @@ def test_verify_with_rpc_loads_neither_web3_nor_the_storage_layer(deployed: Depl
         "web3",
     }
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_operator_commands_say_what_to_check_about_the_rpc_url(deployed: Deployed) -> None:
+    env = {
+        **_clean_env(),
+        "CARBONLEDGER_DATA_DIR": str(deployed.data_dir),
+        "CARBONLEDGER_CHAIN_ANCHORER_KEY": ANVIL_KEYS[0],
+    }
+    nobody = f"http://127.0.0.1:{free_loopback_port()}"
+    down = _run(["anchor", "now"], {**env, "CARBONLEDGER_CHAIN_RPC": nobody})
+    assert down.returncode == 3, down.stderr.decode()
+    (line,) = down.stderr.decode().strip().splitlines()
+    assert line == (
+        f"error: chain RPC {nobody} is unreachable (connection refused): "
+        f"is the node running at {nobody}?"
+    )
+    bare = nobody.removeprefix("http://")
+    no_scheme = _run(["chain", "deploy"], {**env, "CARBONLEDGER_CHAIN_RPC": bare})
+    assert no_scheme.returncode == 2
+    assert f"add it: http://{bare}" in no_scheme.stderr.decode()
