@@ -147,6 +147,15 @@ def print_checks(checks: Sequence[CheckLine]) -> None:
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout (for scripts) instead of text.")
 ]
+OrganisationOption = Annotated[
+    str,
+    typer.Option(
+        "--org",
+        metavar="NAME",
+        help="The organisation, by the name `admin create-client --org` gave it.",
+        show_default=False,
+    ),
+]
 
 
 # ---------------------------------------------------------------- the command tree

@@ -46,6 +46,7 @@ from api.cli.common import (
     CountingLines,
     InputError,
     JsonOption,
+    OrganisationOption,
     api_settings,
     command_group,
     csv_records,
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 meter_app = command_group(
     "Meters: signing keys, registration, signed readings, a simulated Modbus meter."
 )
-meter_app.command("simulate")(meter_simulate_command)
 
 SIGN_COLUMNS = ("seq", "time", "importWh", "exportWh")
 IMPORT_COLUMNS = ("meter", "seq", "time", "importWh", "exportWh", "alg", "sig")
@@ -154,15 +154,7 @@ def register_command(
     ctx: typer.Context,
     *,
     meter: MeterOption,
-    org: Annotated[
-        str,
-        typer.Option(
-            "--org",
-            metavar="NAME",
-            help="Organisation that owns the meter (as created by `admin create-client --org`).",
-            show_default=False,
-        ),
-    ],
+    org: OrganisationOption,
     role: Annotated[
         str | None,
         typer.Option(
@@ -710,3 +702,7 @@ def replace_file(path: Path, text: str) -> None:
         if temporary is not None:
             temporary.unlink(missing_ok=True)
         fail(f"cannot write {path}: {error.strerror or error}")
+
+
+# The device side's simulated meter lives with the gateway (api.cli.gateway), under `meter`.
+meter_app.command("simulate")(meter_simulate_command)

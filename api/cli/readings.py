@@ -34,6 +34,7 @@ import typer
 from api.cli.common import (
     CountingLines,
     InputError,
+    OrganisationOption,
     api_settings,
     command_group,
     csv_records,
@@ -160,15 +161,7 @@ def import_command(
         ),
     ],
     *,
-    org: Annotated[
-        str,
-        typer.Option(
-            "--org",
-            metavar="NAME",
-            help="Organisation that owns the meters; rows of other meters are rejected.",
-            show_default=False,
-        ),
-    ],
+    org: OrganisationOption,
     rejects: Annotated[
         Path | None,
         typer.Option(
@@ -195,7 +188,8 @@ def import_command(
     """Import historical signed readings from a CSV file, streaming, in batches.
 
     Every row passes the same validation as `POST /v1/readings` (signature, key validity,
-    sequence rules); accepted rows become `reading/1` log entries. Rejected rows are written
+    sequence rules) for the meters of the organisation --org; accepted rows become `reading/1`
+    log entries. Rejected rows (other organisations' meters among them) are written
     to the report file with their row number (header = row 1), reason code and detail.
     Re-running an import is harmless: rows already imported count as duplicates.
     """
