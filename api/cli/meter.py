@@ -5,7 +5,7 @@ readings by hand (`meter simulate`, a Modbus meter, is in `api.cli.gateway`).
 import` do, for an organisation named like `readings import --org`, through
 `ledger.meters.registration`: the rules of `POST /v1/meters` and `POST /v1/meters/{id}/keys`,
 the same `meter.registered/1` and `meter.key/1` log entries (docs/decisions.md, "`meter
-register` writes to the database").
+register` writes to the registry's database").
 
 `sign` turns readings into signed envelopes with the meter's key file, through
 `meter_signing` (the device-side signer, which refuses a seq or time that does not increase):
@@ -326,8 +326,8 @@ def key_id_of(public_der: bytes) -> str:
 
 def refused_key(public_der: bytes) -> str | None:
     """Why `register_key` would refuse this key, as far as that is known without a write."""
+    from ledger.meters.entries import MAX_PUBLIC_KEY_BYTES
     from ledger.meters.readings import ReadingFormatError, load_meter_public_key
-    from ledger.meters.registration import MAX_PUBLIC_KEY_BYTES
 
     if len(public_der) > MAX_PUBLIC_KEY_BYTES:
         return f"a public key is at most {MAX_PUBLIC_KEY_BYTES} bytes of DER"
@@ -340,7 +340,7 @@ def refused_key(public_der: bytes) -> str | None:
 
 def key_taken(database: Database, public_der: bytes) -> str | None:
     """Why the key cannot be a new meter's: it is registered for a meter already."""
-    from ledger.storage.models import MeterKey
+    from ledger.meters.models import MeterKey
 
     kid = key_id_of(public_der)
     with database.read() as session:
@@ -378,13 +378,8 @@ class MeterAttributes:
 
 
 def new_meter_spec(meter: str, given: MeterAttributes) -> MeterSpec:
-    from ledger.meters.registration import (
-        EnergySource,
-        GridRegion,
-        MeterError,
-        MeterRole,
-        MeterSpec,
-    )
+    from ledger.meters.entries import EnergySource, GridRegion, MeterRole
+    from ledger.meters.registration import MeterError, MeterSpec
 
     role, province, grid_region = given.role, given.province, given.grid_region
     missing = [

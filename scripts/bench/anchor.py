@@ -67,16 +67,10 @@ from ledger.access.clients import create_client
 from ledger.log.canonical import canonical_entry, canonical_json
 from ledger.log.merkle import verify_consistency
 from ledger.log.store import MAX_LEAVES_PER_TRANSACTION, Log
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.ingest import ingest
 from ledger.meters.readings import b64url, public_key_spki
-from ledger.meters.registration import (
-    EnergySource,
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_key,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_key, register_meter
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -205,7 +205,8 @@ def build_registry(workdir: Path, anvil: LocalAnvil | None) -> Registry:
 
 def reading_bundle(data_dir: Path, index: int) -> bytes:
     """The proof bundle of one anchored reading, as the registry serves it."""
-    from attestation.bundles.bundle import build_bundle, bundle_bytes  # noqa: PLC0415
+    from attestation.bundles.build import build_bundle  # noqa: PLC0415
+    from attestation.bundles.format import bundle_bytes  # noqa: PLC0415
     from ledger.registry import open_registry  # noqa: PLC0415
     from ledger.settings import LedgerSettings  # noqa: PLC0415
 

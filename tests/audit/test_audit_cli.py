@@ -22,7 +22,7 @@ from attestation.chain.client import ChainSettings, open_embedded_chain
 from attestation.chain.deployment import deploy_and_record, resolve_contract
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
 from ledger.certificates.rules import RetirementPurpose
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

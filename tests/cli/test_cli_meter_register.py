@@ -14,7 +14,7 @@ import pytest
 from cli_helpers import CliRegistry, assert_one_line_error, run
 from typer.testing import Result
 
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.log.canonical import parse_entry
 from ledger.meters.registration import MeterNotFoundError, get_meter
 from ledger.registry import Registry, open_registry

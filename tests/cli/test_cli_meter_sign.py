@@ -19,7 +19,7 @@ from api.cli.meter import IMPORT_COLUMNS
 from api.cli.readings import COLUMNS
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
-from ledger.clients import create_client
+from ledger.access.clients import create_client
 from ledger.meters.ingest import Reason
 from ledger.meters.readings import format_time
 from ledger.registry import Registry, open_registry

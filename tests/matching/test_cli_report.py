@@ -16,7 +16,7 @@ from api.cli.reports import file_stem
 from api.settings import ApiSettings
 from ledger.certificates.matching import matching_report
 from ledger.factors.grid import FactorSettings, packaged_factor_table
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from ledger.times import format_utc
