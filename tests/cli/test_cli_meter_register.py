@@ -123,7 +123,7 @@ def test_a_public_key_alone_is_enough(
         ({"--meter": "bad id!"}, "meter id must be"),
         ({"--org": "Nobody"}, "no organisation named 'Nobody'"),
         ({"--role": None}, "a new meter needs --role"),
-        ({"--valid-from": "2026-01-01"}, "--valid-from must look like"),
+        ({"--valid-from": "2026-01-01"}, "--valid-from must be an RFC 3339 UTC time"),
         ({"--public-key": "bm90IGEga2V5"}, "SubjectPublicKeyInfo"),
         ({"--public-key": "not base64!"}, "--public-key must be standard base64"),
     ],

@@ -113,7 +113,7 @@ def test_the_csv_format_is_what_readings_import_reads(key_file: Path, tmp_path: 
             [(1, "2026-06-01T00:15:00Z", 1, 0), (2, "2026-06-01T00:00:00Z", 2, 0)],
             "row 3: time 2026-06-01T00:00:00Z is not after",
         ),
-        ([(1, "2026-06-01 00:00:00", 1, 0)], "row 2: time must be RFC 3339"),
+        ([(1, "2026-06-01 00:00:00", 1, 0)], "row 2: time must be an RFC 3339 UTC time"),
         ([(1, "2026-06-01T00:00:00Z", -5, 0)], "row 2: importWh must be a whole number"),
         ([(1, "2026-06-01T00:00:00Z", 1)], "row 2: 3 cells; the header has 4"),
     ],
