@@ -48,7 +48,7 @@ from api.routers import (
 from api.security import TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
 from attestation.anchoring.scheduler import AnchorService
-from attestation.chain.client import ChainError
+from attestation.chain.errors import ChainError
 from ledger.keyfiles import KeyFileError
 from ledger.log.store import LogNotInitialisedError
 from ledger.registry import Registry, open_registry

@@ -14,7 +14,6 @@ from ledger.log.checkpoint import NoteSigner
 from ledger.log.store import Log, LogNotInitialisedError
 from ledger.settings import LedgerSettings
 from ledger.storage.db import Database
-from ledger.storage.migrate import upgrade
 
 DEFAULT_ORIGIN_PREFIX = "carbonledger.local/log-"
 _ISSUER_LOCK = threading.Lock()
@@ -49,6 +48,8 @@ def initialise_registry(settings: LedgerSettings) -> Registry:
     key = (
         load_ed25519_key_file(key_path) if key_path.exists() else create_ed25519_key_file(key_path)
     )
+    from ledger.storage.migrate import upgrade  # noqa: PLC0415 - Alembic, for init only
+
     database = Database(settings.resolved_database_url())
     upgrade(database)
     log = Log(database)
@@ -75,6 +76,9 @@ def open_registry(settings: LedgerSettings, *, migrate: bool = True) -> Registry
     database = Database(settings.resolved_database_url())
     try:
         if migrate:
+            # Imported here: Alembic is slow to load, and CLI commands open without migrating.
+            from ledger.storage.migrate import upgrade  # noqa: PLC0415
+
             upgrade(database)
         log = Log(database)
         origin = log.head().origin

@@ -38,15 +38,9 @@ from ledger.certificates.lifecycle import (
     transfer_certificate,
 )
 from ledger.certificates.rules import RetirementPurpose
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.ingest import ingest
-from ledger.meters.registration import (
-    EnergySource,
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_key,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_key, register_meter
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 from meter_signing.keys import generate_meter_key

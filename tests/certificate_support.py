@@ -26,8 +26,9 @@ from meter_support import (
 from ledger.certificates.devices import DeviceSpec, approve_device, open_account, register_device
 from ledger.certificates.issuance import IssuanceResult, issue_certificates
 from ledger.certificates.rules import HOUR
+from ledger.meters.entries import EnergySource, GridRegion
 from ledger.meters.ingest import ingest
-from ledger.meters.registration import EnergySource, GridRegion, register_key
+from ledger.meters.registration import register_key
 from ledger.registry import Registry
 
 CAPACITY_W = 10_000

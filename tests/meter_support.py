@@ -31,15 +31,10 @@ from api.settings import ApiSettings
 from ledger.access.clients import IssuedClient, create_client
 from ledger.access.models import Organisation
 from ledger.log.canonical import canonical_json
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.models import Reading, ReadingEvidence
 from ledger.meters.readings import b64url, key_id, public_key_spki
-from ledger.meters.registration import (
-    EnergySource,
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_meter
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 

@@ -1,18 +1,12 @@
 """`carbonledger chain …`, `carbonledger anchor …` and `carbonledger verify` (issue 4).
 
-Wired into the main command tree by `api.cli.main` (`add_typer` for the two groups, `command`
-for `verify`). Conventions are those of `api.cli.main`: machine output (`--json`) alone on
-stdout, human output through Rich, every error one `error:` line on stderr, and the exit
-codes 0 success, 1 a check failed, 2 usage or malformed input, 3 registry or chain
-unavailable.
-
-This module imports `api.cli.main` only inside the commands: `api.cli.main` imports this module to
-wire it, and the commands run after both are loaded.
-
 `carbonledger verify` needs nothing but the bundle, a chain endpoint and the log's verifier
-key: it reads no settings and opens no database, like the `log verify-*` commands. Without
-`--rpc` it checks against the embedded chain of a registry directory instead (`--data-dir`),
-for a registry that anchors on its in-process chain.
+key: it reads no settings and opens no database, like the `log verify-*` commands. With
+`--rpc` it reads the chain through `attestation.chain.rpc` (the standard library, no web3);
+without `--rpc` it checks against the embedded chain of a registry directory instead
+(`--data-dir`), for a registry that anchors on its in-process chain.
+
+`anchor status` only reads: on a JSON-RPC chain it needs no signing key.
 """
 
 from __future__ import annotations
@@ -20,65 +14,41 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
+
+from api.cli.common import (
+    EXIT_CHECK_FAILED,
+    EXIT_UNAVAILABLE,
+    CheckLine,
+    CliError,
+    JsonOption,
+    api_settings,
+    chain_errors,
+    chain_settings,
+    checked_rpc_url,
+    command_group,
+    fail,
+    open_chain,
+    open_registry,
+    print_checks,
+    print_field,
+    print_headline,
+    read_bytes,
+    stdout_console,
+    write_machine,
+)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from attestation.bundles.chain_reader import AnchorReader
     from attestation.bundles.report import VerificationReport
-    from attestation.chain.client import Chain, ChainSettings
+    from ledger.log.checkpoint import NoteVerifier
 
-chain_app = typer.Typer(
-    help="The CarbonAnchor contract on the configured chain.", no_args_is_help=True
-)
-anchor_app = typer.Typer(help="Anchor the log's head on chain and show what is anchored.")
-anchor_app.info.no_args_is_help = True
-
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print JSON on stdout (for scripts) instead of text.")
-]
-
-
-def _chain_settings() -> ChainSettings:
-    from pydantic import ValidationError  # noqa: PLC0415
-
-    from api.cli.main import EXIT_USAGE, CliError  # noqa: PLC0415
-    from attestation.chain.client import ChainSettings  # noqa: PLC0415
-
-    try:
-        return ChainSettings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = "CARBONLEDGER_" + "_".join(str(part) for part in first["loc"]).upper()
-        raise CliError(f"invalid setting {name}: {first['msg']}", EXIT_USAGE) from error
-
-
-@contextmanager
-def _chain_errors() -> Iterator[None]:
-    """Chain failures as the CLI's one-line errors: unreachable or misconfigured is 3."""
-    from api.cli.main import EXIT_UNAVAILABLE, CliError  # noqa: PLC0415
-    from attestation.chain.client import ChainError  # noqa: PLC0415
-
-    try:
-        yield
-    except ChainError as error:
-        raise CliError(str(error), EXIT_UNAVAILABLE) from error
-
-
-@contextmanager
-def _open_chain(ctx: typer.Context) -> Iterator[tuple[Chain, Path]]:
-    from api.cli.main import _settings  # noqa: PLC0415
-    from attestation.chain.client import open_chain  # noqa: PLC0415
-
-    data_dir = _settings(ctx).data_dir
-    with _chain_errors():
-        chain = open_chain(_chain_settings(), data_dir)
-    try:
-        yield chain, data_dir
-    finally:
-        chain.close()
+chain_app = command_group("The CarbonAnchor contract on the configured chain.")
+anchor_app = command_group("Anchor the log's head on chain and show what is anchored.")
 
 
 # ----------------------------------------------------------------------------- chain
@@ -93,14 +63,13 @@ def deploy_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     address is recorded in DATA_DIR/chain/contracts.json for `serve` and `anchor`; publish
     it, since verifiers pin it with `carbonledger verify --contract`.
     """
-    from api.cli.main import _field, _stdout, _write_machine  # noqa: PLC0415
-    from attestation.chain.deployment import deploy_and_record, deployments_path  # noqa: PLC0415
+    from attestation.chain.deployment import deploy_and_record, deployments_path
 
-    with _open_chain(ctx) as (chain, data_dir), _chain_errors():
+    with open_chain(ctx) as (chain, data_dir), chain_errors():
         deployment = deploy_and_record(chain, data_dir)
         backend = chain.backend.value
     if json_output:
-        _write_machine(
+        write_machine(
             json.dumps(
                 {
                     "chainId": deployment.chain_id,
@@ -112,19 +81,19 @@ def deploy_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
             )
         )
         return
-    console = _stdout()
-    console.print(Text("CarbonAnchor deployed.", style="bold green"))
-    _field(console, "contract", deployment.address)
-    _field(console, "chain id", str(deployment.chain_id), backend)
-    _field(console, "transaction", deployment.tx)
-    _field(console, "block", str(deployment.block))
-    _field(console, "recorded in", str(deployments_path(data_dir)))
+    console = stdout_console()
+    print_headline(console, "CarbonAnchor deployed.")
+    print_field(console, "contract", deployment.address)
+    print_field(console, "chain id", str(deployment.chain_id), backend)
+    print_field(console, "transaction", deployment.tx)
+    print_field(console, "block", str(deployment.block))
+    print_field(console, "recorded in", str(deployments_path(data_dir)))
 
 
 # ---------------------------------------------------------------------------- anchor
 
 
-def _record_json(record: Any) -> dict[str, Any]:
+def record_json(record: Any) -> dict[str, Any]:
     return {
         "chainId": record.chain_id,
         "contract": record.contract,
@@ -160,50 +129,42 @@ def anchor_now_command(
     by the scheduler of `serve`. On the embedded chain, stop `serve` first: one process
     at a time owns that chain.
     """
-    from api.cli.main import (  # noqa: PLC0415
-        EXIT_UNAVAILABLE,
-        EXIT_VERIFICATION_FAILED,
-        CliError,
-        _field,
-        _open_registry,
-        _settings,
-        _stdout,
-        _write_machine,
-    )
-    from attestation.anchoring.scheduler import AnchorScheduler, AnchorSettings, StepResult  # noqa: PLC0415
-    from attestation.chain.deployment import resolve_contract  # noqa: PLC0415
+    from attestation.anchoring.scheduler import AnchorScheduler, AnchorSettings, StepResult
+    from attestation.chain.deployment import resolve_contract
 
     settings = AnchorSettings()
     if confirmations is not None:
         settings = settings.model_copy(update={"anchor_confirmations": confirmations})
     with (
-        _open_registry(_settings(ctx)) as registry,
-        _open_chain(ctx) as (chain, data_dir),
-        _chain_errors(),
+        open_registry(api_settings(ctx)) as registry,
+        open_chain(ctx) as (chain, data_dir),
+        chain_errors(),
     ):
-        contract = resolve_contract(chain, _chain_settings(), data_dir)
+        contract = resolve_contract(chain, chain_settings(), data_dir)
         outcome = AnchorScheduler(registry.log, contract, settings).run_once(force=True)
         head = registry.log.head()
     if outcome.result is StepResult.FAILED:
-        code = EXIT_VERIFICATION_FAILED if outcome.conflict else EXIT_UNAVAILABLE
-        raise CliError(f"anchoring failed: {outcome.error}", code)
+        code = EXIT_CHECK_FAILED if outcome.conflict else EXIT_UNAVAILABLE
+        fail(f"anchoring failed: {outcome.error}", code)
     if json_output:
-        anchored = _record_json(outcome.record) if outcome.record else None
-        _write_machine(json.dumps({"anchored": anchored, "size": head.size}))
+        anchored = record_json(outcome.record) if outcome.record else None
+        write_machine(json.dumps({"anchored": anchored, "size": head.size}))
         return
-    console = _stdout()
+    console = stdout_console()
     if outcome.record is None:
-        console.print(Text(f"Nothing new: the chain already holds size {head.size}.", style="bold"))
+        print_headline(console, f"Nothing new: the chain already holds size {head.size}.", "bold")
         return
     record = outcome.record
-    console.print(Text("Anchored.", style="bold green"))
-    _field(console, "size", str(record.size))
-    _field(console, "root", "0x" + record.root.hex())
-    _field(console, "transaction", "0x" + record.tx_hash.hex())
-    _field(console, "block", str(record.block), f"{record.confirmations} confirmations")
-    _field(console, "contract", record.contract, f"chain {record.chain_id}")
+    print_headline(console, "Anchored.")
+    print_field(console, "size", str(record.size))
+    print_field(console, "root", "0x" + record.root.hex())
+    print_field(console, "transaction", "0x" + record.tx_hash.hex())
+    print_field(console, "block", str(record.block), f"{record.confirmations} confirmations")
+    print_field(console, "contract", record.contract, f"chain {record.chain_id}")
     if outcome.replacements:
-        _field(console, "replaced", str(outcome.replacements), "stuck, re-sent with a higher fee")
+        print_field(
+            console, "replaced", str(outcome.replacements), "stuck, re-sent with a higher fee"
+        )
 
 
 @anchor_app.command("status")
@@ -213,27 +174,98 @@ def anchor_status_command(ctx: typer.Context, json_output: JsonOption = False) -
     The chain is read too when it can be; if not (the RPC is down, or `serve` owns the
     embedded chain) the recorded state is shown with a note.
     """
-    from api.cli.main import _field, _open_registry, _settings, _stdout, _write_machine  # noqa: PLC0415
-    from attestation.anchoring.anchor import latest_anchor_record  # noqa: PLC0415
-    from attestation.chain.client import ChainError, log_id_for_origin  # noqa: PLC0415
-    from attestation.chain.deployment import resolve_contract  # noqa: PLC0415
+    from attestation.anchoring.anchor import latest_anchor_record
 
-    settings = _settings(ctx)
-    with _open_registry(settings) as registry:
+    settings = api_settings(ctx)
+    with open_registry(settings) as registry:
         head = registry.log.head()
         record = latest_anchor_record(registry.database)
     on_chain: dict[str, Any] | None = None
     chain_note = ""
     try:
-        from attestation.chain.client import open_chain  # noqa: PLC0415
-
-        chain = open_chain(_chain_settings(), settings.data_dir)
-        try:
-            contract = resolve_contract(
-                chain, _chain_settings(), settings.data_dir, deploy_embedded=False
+        on_chain = read_chain_head(settings.data_dir, head.origin)
+    except CliError as error:
+        chain_note = error.message
+    anchored_size = record.size if record else 0
+    if json_output:
+        write_machine(
+            json.dumps(
+                {
+                    "logSize": head.size,
+                    "unanchored": head.size - anchored_size,
+                    "latest": record_json(record) if record else None,
+                    "chain": on_chain,
+                    "chainError": chain_note or None,
+                }
             )
-            latest = contract.latest(log_id_for_origin(head.origin))
-            on_chain = {
+        )
+        return
+    console = stdout_console()
+    print_field(console, "log size", str(head.size))
+    print_field(
+        console, "unanchored", str(head.size - anchored_size), "entries after the last anchor"
+    )
+    if record is None:
+        print_field(console, "latest", "nothing anchored yet")
+    else:
+        print_field(console, "latest", f"size {record.size}", record.anchored_at.isoformat())
+        print_field(console, "root", "0x" + record.root.hex())
+        print_field(console, "transaction", "0x" + record.tx_hash.hex(), f"block {record.block}")
+        print_field(console, "contract", record.contract, f"chain {record.chain_id}")
+    if on_chain is not None:
+        agrees = on_chain["size"] == anchored_size
+        note = "matches the record" if agrees else "differs from the record"
+        print_field(console, "on chain", f"size {on_chain['size']}", note)
+    else:
+        print_field(console, "on chain", "not read", chain_note)
+
+
+def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
+    """What the configured chain holds for the log, read without any key.
+
+    A JSON-RPC chain is read with `attestation.chain.rpc` (no account, nothing sent); the
+    embedded chain is opened like `serve` does (which fails while `serve` owns it).
+    """
+    from attestation.chain.client import ChainBackend, log_id_for_origin
+    from attestation.chain.deployment import recorded_deployments, resolve_contract
+
+    settings = chain_settings()
+    log_id = log_id_for_origin(origin)
+    if settings.backend is ChainBackend.JSON_RPC:
+        from eth_utils.address import to_checksum_address
+
+        from attestation.chain import rpc
+
+        assert settings.chain_rpc is not None
+        with chain_errors():
+            node = rpc.JsonRpc(checked_rpc_url(settings.chain_rpc, "CARBONLEDGER_CHAIN_RPC"))
+            chain_id = node.chain_id()
+            recorded = recorded_deployments(data_dir).get(chain_id)
+            address = settings.chain_contract or (recorded.address if recorded else None)
+            if address is None:
+                fail(
+                    f"no CarbonAnchor contract is known on chain {chain_id}; run "
+                    "`carbonledger chain deploy` or set CARBONLEDGER_CHAIN_CONTRACT",
+                    EXIT_UNAVAILABLE,
+                )
+            answer = node.call(to_checksum_address(address), rpc.latest_call(log_id))
+            if not answer:
+                fail(f"there is no CarbonAnchor at {address} on chain {chain_id}", EXIT_UNAVAILABLE)
+            size, root = rpc.decode_latest(answer)
+        return {
+            "chainId": chain_id,
+            "contract": to_checksum_address(address),
+            "size": size,
+            "root": "0x" + root.hex(),
+        }
+    with chain_errors():
+        from attestation.chain.client import open_embedded_chain
+
+        chain = open_embedded_chain(data_dir)
+        try:
+            contract = resolve_contract(chain, settings, data_dir, deploy_embedded=False)
+            latest = contract.latest(log_id)
+            return {
                 "chainId": chain.chain_id,
                 "contract": contract.address,
                 "size": latest.size,
@@ -241,40 +273,6 @@ def anchor_status_command(ctx: typer.Context, json_output: JsonOption = False) -
             }
         finally:
             chain.close()
-    except (ChainError, OSError, ValueError) as error:
-        chain_note = str(error)
-    except Exception as error:  # web3 and requests raise many types for "no node there"
-        chain_note = f"{type(error).__name__}: {error}"
-    anchored_size = record.size if record else 0
-    if json_output:
-        _write_machine(
-            json.dumps(
-                {
-                    "logSize": head.size,
-                    "unanchored": head.size - anchored_size,
-                    "latest": _record_json(record) if record else None,
-                    "chain": on_chain,
-                    "chainError": chain_note or None,
-                }
-            )
-        )
-        return
-    console = _stdout()
-    _field(console, "log size", str(head.size))
-    _field(console, "unanchored", str(head.size - anchored_size), "entries after the last anchor")
-    if record is None:
-        _field(console, "latest", "nothing anchored yet")
-    else:
-        _field(console, "latest", f"size {record.size}", record.anchored_at.isoformat())
-        _field(console, "root", "0x" + record.root.hex())
-        _field(console, "transaction", "0x" + record.tx_hash.hex(), f"block {record.block}")
-        _field(console, "contract", record.contract, f"chain {record.chain_id}")
-    if on_chain is not None:
-        agrees = on_chain["size"] == anchored_size
-        note = "matches the record" if agrees else "differs from the record"
-        _field(console, "on chain", f"size {on_chain['size']}", note)
-    else:
-        _field(console, "on chain", "not read", chain_note)
 
 
 # ---------------------------------------------------------------------------- verify
@@ -339,122 +337,117 @@ def verify_command(
     was proven. Prints every check with PASS or FAIL and exits 1 naming the checks that
     failed (a withdrawn certificate fails, with the withdrawal reason).
     """
-    from api.cli.main import (  # noqa: PLC0415
-        EXIT_UNAVAILABLE,
-        EXIT_USAGE,
-        CliError,
-        _read_bytes,
-        _write_machine,
-    )
-    from attestation.bundles.chain_reader import (  # noqa: PLC0415
-        ChainAnchorReader,
-        rpc_anchor_reader,
-    )
-    from attestation.bundles.format import MAX_BUNDLE_BYTES  # noqa: PLC0415
-    from attestation.bundles.report import UnusableInputError  # noqa: PLC0415
-    from attestation.bundles.verify import verify_bundle  # noqa: PLC0415
-    from ledger.log.checkpoint import CheckpointError, NoteVerifier  # noqa: PLC0415
+    from attestation.bundles.format import MAX_BUNDLE_BYTES
+    from attestation.bundles.report import UnusableInputError
+    from attestation.bundles.verify import verify_bundle
 
-    data = _read_bytes(bundle_file, MAX_BUNDLE_BYTES, "a proof bundle")
+    data = read_bytes(bundle_file, MAX_BUNDLE_BYTES, "a proof bundle")
     if issuer is not None:
-        from ledger.credentials.data_integrity import CredentialError, public_key_from_did_key  # noqa: PLC0415
-
-        try:
-            public_key_from_did_key(issuer)
-        except CredentialError as error:
-            raise CliError(f"--issuer: {error}", EXIT_USAGE) from error
-        if "#" in issuer:
-            raise CliError("--issuer: give the did:key DID, not a DID URL", EXIT_USAGE)
-    if rpc is None and log_key is None:
-        verifier = None  # taken from the registry below
-    elif log_key is None:
-        raise CliError("--rpc needs --log-key with the log's verifier key", EXIT_USAGE)
-    else:
-        try:
-            verifier = NoteVerifier.parse(log_key)
-        except CheckpointError as error:
-            raise CliError(f"--log-key: {error}", EXIT_USAGE) from error
-
-    with _verification_chain(ctx, rpc) as (w3, registry_key):
-        if rpc is not None:
-            try:
-                w3.eth.chain_id  # noqa: B018 - one request: is anyone there?
-            except Exception as error:
-                raise CliError(
-                    f"chain RPC {rpc} is unreachable: {error}", EXIT_UNAVAILABLE
-                ) from error
+        check_issuer_option(issuer)
+    if rpc is not None:
+        checked_rpc_url(rpc, "--rpc")
+        if log_key is None:
+            fail("--rpc needs --log-key with the log's verifier key")
+    verifier = None if log_key is None else parse_log_key(log_key)
+    with verification_chain(ctx, rpc) as (reader, registry_key):
         key = verifier or registry_key
-        assert key is not None
+        assert key is not None, "without --rpc the registry's own key is used"
         try:
             report = verify_bundle(
                 data,
-                anchor_reader=ChainAnchorReader(w3) if rpc is None else rpc_anchor_reader(rpc),
+                anchor_reader=reader,
                 log_verifier_key=key,
                 trusted_contract=contract,
                 trusted_issuer=issuer,
             )
         except UnusableInputError as error:
-            raise CliError(str(error), EXIT_USAGE) from error
+            fail(str(error))
     if json_output:
-        _write_machine(json.dumps(_report_json(report)))
+        write_machine(json.dumps(report_json(report)))
         if not report.ok:
-            from api.cli.main import EXIT_VERIFICATION_FAILED  # noqa: PLC0415
-
-            raise typer.Exit(EXIT_VERIFICATION_FAILED)
+            raise typer.Exit(EXIT_CHECK_FAILED)
         return
-    _print_report(report)
+    print_report(report)
+
+
+def check_issuer_option(issuer: str) -> None:
+    from ledger.credentials.data_integrity import CredentialError, public_key_from_did_key
+
+    try:
+        public_key_from_did_key(issuer)
+    except CredentialError as error:
+        fail(f"--issuer: {error}")
+    if "#" in issuer:
+        fail("--issuer: give the did:key DID, not a DID URL")
+
+
+def parse_log_key(text: str) -> NoteVerifier:
+    from ledger.log.checkpoint import CheckpointError, NoteVerifier
+
+    try:
+        return NoteVerifier.parse(text)
+    except CheckpointError as error:
+        fail(f"--log-key: {error}")
 
 
 @contextmanager
-def _verification_chain(ctx: typer.Context, rpc: str | None) -> Iterator[tuple[Any, Any]]:
-    """(web3, registry key or None): the RPC given, or the registry's embedded chain."""
-    if rpc is not None:
-        from web3 import HTTPProvider, Web3  # noqa: PLC0415
+def verification_chain(
+    ctx: typer.Context, rpc_url: str | None
+) -> Iterator[tuple[AnchorReader, NoteVerifier | None]]:
+    """(the chain's anchor reader, the registry's log key or None).
 
-        yield Web3(HTTPProvider(rpc, request_kwargs={"timeout": 30})), None
+    With `--rpc`: the standard-library JSON-RPC reader, after one request that tells an
+    unreachable node (exit 3) from a bundle that fails its `chain` check (exit 1). Without:
+    the embedded chain of the registry under `--data-dir`, and that registry's log key.
+    """
+    if rpc_url is not None:
+        from attestation.bundles.chain_reader import rpc_anchor_reader
+        from attestation.chain import rpc
+
+        with chain_errors():
+            rpc.JsonRpc(rpc_url).chain_id()
+        yield rpc_anchor_reader(rpc_url), None
         return
-    from api.cli.main import _open_registry, _settings  # noqa: PLC0415
-    from attestation.chain.client import open_embedded_chain  # noqa: PLC0415
+    from attestation.bundles.chain_reader import ChainAnchorReader
+    from attestation.chain.client import open_embedded_chain
 
-    settings = _settings(ctx)
-    with _open_registry(settings) as registry, _chain_errors():
+    settings = api_settings(ctx)
+    with open_registry(settings) as registry, chain_errors():
         chain = open_embedded_chain(settings.data_dir)
         try:
-            yield chain.w3, registry.signer.verifier
+            yield ChainAnchorReader(chain.w3), registry.signer.verifier
         finally:
             chain.close()
 
 
-def _print_report(report: VerificationReport) -> None:
-    from api.cli.main import CliError, _Check, _report, _stdout  # noqa: PLC0415
-    from attestation.bundles.report import CheckStatus  # noqa: PLC0415
+def print_report(report: VerificationReport) -> None:
+    """Every check as PASS, FAIL or SKIP (not made), then what the bundle proves."""
+    from attestation.bundles.report import CheckStatus
 
-    passed = {CheckStatus.PASSED: True, CheckStatus.FAILED: False}
-    checks = [_Check(c.name, passed.get(c.status), c.message) for c in report.checks]
+    verdicts = {CheckStatus.PASSED: True, CheckStatus.FAILED: False}
+    lines = [CheckLine(c.name, verdicts.get(c.status), c.message) for c in report.checks]
     try:
-        # Raises the one-line `verification failed: <names>` error (exit 1) when a check failed.
-        _report(checks, anchored=True, trust_options="")
+        print_checks(lines)
     except CliError as error:
         status = report.check("status")
         if status is not None and status.status == CheckStatus.FAILED:
-            # A withdrawn certificate: the reason belongs on the one error line.
-            raise CliError(
-                f"{error.message}: certificate {status.message}", error.exit_code
-            ) from None
+            # The one failure that is about the certificate, not the proof (a withdrawal):
+            # its reason belongs on the one error line.
+            fail(f"{error.message}: certificate {status.message}", error.exit_code)
         raise
-    console = _stdout()
+    console = stdout_console()
     for line in report.summary:
-        console.print(Text(line, style="bold"))
+        print_headline(console, line, "bold")
     made = sum(1 for c in report.checks if c.status == CheckStatus.PASSED)
     skipped = len(report.checks) - made
     summary = f"verified: {made} checks passed"
     if skipped:
         summary += f", {skipped} not made (SKIP)"
     summary += f"; offline {report.offline_seconds * 1000:.2f} ms"
-    console.print(Text(summary, style="bold green"))
+    print_headline(console, summary)
 
 
-def _report_json(report: VerificationReport) -> dict[str, Any]:
+def report_json(report: VerificationReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
         "complete": report.complete,

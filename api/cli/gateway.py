@@ -1,15 +1,8 @@
 """Device-side commands: `carbonledger meter simulate` and `carbonledger gateway run`.
 
-Wiring (in api/cli/main.py):
-
-    meter_app.command("simulate")(meter_simulate_command)
-    app.add_typer(gateway_app, name="gateway")
-
-This module never imports api.cli.main at import time (api.cli.main imports it); errors are
-raised as
-api.cli.main's CliError from inside the commands, so they print as one `error:` line with the
-CLI's exit codes: 2 for usage and malformed input, 3 when something needed is unavailable
-(a key file, the state directory, the Modbus device, a port).
+Exit codes: 2 for usage and malformed input, 3 when something needed is unavailable (a key
+file, the state directory, the Modbus device, a port). pymodbus is imported inside the
+commands.
 """
 
 from __future__ import annotations
@@ -25,9 +18,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from api.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, command_group, fail
 
 if TYPE_CHECKING:
     from meter_signing.simulator import MeterState
@@ -40,27 +35,16 @@ class MapName(StrEnum):
     SUNSPEC = "sunspec"
 
 
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 DEFAULT_MODBUS_PORT = 5020
 """Not 502: binding below 1024 needs root, and a simulator should not."""
 
-gateway_app = typer.Typer(
-    help="The Modbus gateway: poll a meter, sign its readings, upload them.",
-    no_args_is_help=True,
-)
-
-
-def _fail(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
-    from api.cli.main import CliError  # noqa: PLC0415 - api.cli.main imports this module
-
-    raise CliError(message, exit_code)
+gateway_app = command_group("The Modbus gateway: poll a meter, sign its readings, upload them.")
 
 
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port_text = value.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        _fail(f"--modbus must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_MODBUS_PORT}; not {value!r}")
+        fail(f"--modbus must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_MODBUS_PORT}; not {value!r}")
     return host, int(port_text)
 
 
@@ -71,7 +55,7 @@ def _start_of_day(hhmm: str | None, utc_offset_hours: float) -> float | None:
     try:
         moment = datetime.strptime(hhmm, "%H:%M")
     except ValueError:
-        _fail(f"--start must be HH:MM (local time of the simulated day), not {hhmm!r}")
+        fail(f"--start must be HH:MM (local time of the simulated day), not {hhmm!r}")
     now = time.time()
     local_midnight = (now + utc_offset_hours * 3600) // 86_400 * 86_400 - utc_offset_hours * 3600
     return local_midnight + moment.hour * 3600 + moment.minute * 60
@@ -159,13 +143,13 @@ def meter_simulate_command(
     The registers follow a daily curve of the simulated clock; `--speed 60` makes an hour
     pass in a minute. Stop with Ctrl-C.
     """
-    from meter_signing.modbus import RegisterMap  # noqa: PLC0415
-    from meter_signing.simulator import MeterState, Profile, SimulatorServer  # noqa: PLC0415
+    from meter_signing.modbus import RegisterMap
+    from meter_signing.simulator import MeterState, Profile, SimulatorServer
 
     register_map = RegisterMap(map_name.value)
 
     if profile not in {item.value for item in Profile}:
-        _fail(f"unknown --profile {profile!r}; use solar or load")
+        fail(f"unknown --profile {profile!r}; use solar or load")
     state = MeterState(
         Profile(profile),
         capacity_w=capacity_w,
@@ -182,7 +166,7 @@ def meter_simulate_command(
     try:
         server.start()
     except OSError as error:
-        _fail(str(error), EXIT_UNAVAILABLE)
+        fail(str(error), EXIT_UNAVAILABLE)
     where = (
         "input registers 0x0048/0x004A (float32 kWh)"
         if register_map is RegisterMap.SDM630
@@ -324,16 +308,16 @@ def gateway_run_command(
     Survives API outages and its own restarts: readings wait in the state directory until
     the API has acknowledged them; rejected ones go to DIR/dead-letter.jsonl with the reason.
     """
-    from ledger.keyfiles import KeyFileError  # noqa: PLC0415
-    from meter_signing.gateway import (  # noqa: PLC0415
+    from ledger.keyfiles import KeyFileError
+    from meter_signing.gateway import (
         ApiClient,
         Gateway,
         GatewayConfig,
         GatewayError,
         GatewayStore,
     )
-    from meter_signing.keys import load_meter_key_file  # noqa: PLC0415
-    from meter_signing.modbus import (  # noqa: PLC0415
+    from meter_signing.keys import load_meter_key_file
+    from meter_signing.modbus import (
         MeterReadError,
         ModbusMeter,
         ModbusTcpSource,
@@ -353,26 +337,26 @@ def gateway_run_command(
     try:
         meter_key = load_meter_key_file(key)
     except KeyFileError as error:
-        _fail(str(error), EXIT_UNAVAILABLE)
+        fail(str(error), EXIT_UNAVAILABLE)
     try:
         config = GatewayConfig(interval_s=interval, batch_size=batch_size)
         client = ApiClient(api, client_id, client_secret)
     except GatewayError as error:
-        _fail(str(error), EXIT_USAGE)
+        fail(str(error), EXIT_USAGE)
     try:
         store = GatewayStore(state_dir, meter)
     except GatewayError as error:
-        _fail(str(error), EXIT_UNAVAILABLE)
+        fail(str(error), EXIT_UNAVAILABLE)
     device = ModbusMeter(ModbusTcpSource(host, port, device_id=device_id), register_map)
     try:
         # Fail fast on a wrong address or map; once running, a failed poll is only skipped.
         first = device.read()
     except RegisterMapError as error:
         store.close()
-        _fail(f"{modbus}: {error}", EXIT_USAGE)
+        fail(f"{modbus}: {error}", EXIT_USAGE)
     except MeterReadError as error:
         store.close()
-        _fail(f"{modbus}: {error}", EXIT_UNAVAILABLE)
+        fail(f"{modbus}: {error}", EXIT_UNAVAILABLE)
     logging.getLogger("carbonledger.gateway").info(
         "meter %s on %s (%s): import %d Wh, export %d Wh (resolution %d Wh); %d queued",
         meter,

@@ -1,12 +1,5 @@
 """`carbonledger readings import FILE.csv`: historical signed readings into the registry.
 
-Wiring (in api/cli/main.py):
-
-    app.add_typer(readings_app, name="readings")
-
-This module never imports api.cli.main at import time (api.cli.main imports it); the CLI's helpers
-(settings, opening the registry, CliError) are imported inside the command.
-
 The CSV format (UTF-8, optional BOM, comma-separated, RFC 4180 quoting, header required):
 
     meter,seq,time,importWh,exportWh,alg,sig
@@ -30,144 +23,77 @@ same signed payload) are counted, not reported: re-running an import is harmless
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from api.cli.common import (
+    CountingLines,
+    InputError,
+    OrganisationOption,
+    api_settings,
+    command_group,
+    csv_records,
+    decimal_cell,
+    fail,
+    open_registry,
+    organisation_named,
+    stderr_console,
+    stdout_console,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from ledger.meters.ingest import IngestResult
 
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 COLUMNS = ("meter", "seq", "time", "importWh", "exportWh", "alg", "sig")
 HEADER = ",".join(COLUMNS)
+PAYLOAD_COLUMNS = ("meter", "seq", "time", "importWh", "exportWh")
 INTEGER_COLUMNS = frozenset({"seq", "importWh", "exportWh"})
 DEFAULT_BATCH = 1_000
-MAX_LINE_BYTES = 64 * 1024
-"""A row is ~200 bytes; the bound stops a file without line breaks (a wrong file, a binary)
-from being read into memory whole. The csv module bounds a quoted field spanning lines."""
-_DECIMAL = re.compile(r"^[0-9]{1,16}$")
-_BOM = "\ufeff"
 
-readings_app = typer.Typer(help="Signed meter readings: bulk import.", no_args_is_help=True)
-
-
-class _InputError(Exception):
-    """The file cannot be read on from here; the rows before were submitted."""
-
-
-def _fail(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
-    from api.cli.main import CliError  # noqa: PLC0415 - api.cli.main imports this module
-
-    raise CliError(message, exit_code)
-
-
-# ------------------------------------------------------------------------------ reading
-
-
-class _CountingLines:
-    """Text lines of a binary file, counting the bytes consumed (for the progress bar).
-
-    A text file's tell() is disabled while it is iterated, so the count is kept here.
-    Decoding is strict: a byte sequence that is not UTF-8 stops the import at that line.
-    """
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw = raw
-        self.consumed = 0
-        self.line = 0
-
-    def __iter__(self) -> Iterator[str]:
-        while chunk := self.raw.readline(MAX_LINE_BYTES + 1):
-            self.consumed += len(chunk)
-            self.line += 1
-            if len(chunk) > MAX_LINE_BYTES:
-                raise _InputError(
-                    f"line {self.line} is longer than {MAX_LINE_BYTES} bytes; not a readings CSV"
-                )
-            try:
-                text = chunk.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _InputError(
-                    f"line {self.line} is not UTF-8 text; rows before it were processed"
-                ) from exc
-            if self.line == 1 and text.startswith(_BOM):
-                text = text[1:]
-            yield text
+readings_app = command_group("Signed meter readings: bulk import.")
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
+class Row:
     number: int
     """Spreadsheet row number: the header is row 1."""
     envelope: dict[str, Any] | None
     problem: str | None = None
 
 
-def _cell(name: str, value: str) -> int | str:
-    if name in INTEGER_COLUMNS and _DECIMAL.fullmatch(value):
-        return int(value)
-    return value
+def cell(name: str, value: str) -> int | str:
+    """Integer columns as integers; anything else as text, for ingestion to refuse with its
+    usual `malformed` message."""
+    number = decimal_cell(value) if name in INTEGER_COLUMNS else None
+    return value if number is None else number
 
 
-def _rows(lines: _CountingLines) -> Iterator[_Row]:
-    reader = csv.reader(lines, strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise _InputError(f"the header is not valid CSV: {exc}") from exc
-    if header is None:
-        raise _InputError(f"the file is empty; the first row must be the header {HEADER}")
-    names = [name.strip() for name in header]
-    if sorted(names) != sorted(COLUMNS):
-        missing = sorted(set(COLUMNS) - set(names))
-        extra = sorted(set(names) - set(COLUMNS))
-        raise _InputError(
-            f"the header must name exactly the columns {HEADER} (any order); "
-            f"missing {missing}, unexpected or repeated {extra or sorted(names)}"
-        )
-    number = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            # The csv module cannot resynchronise after a broken quote: stop here.
-            raise _InputError(
-                f"row {number + 1}: not valid CSV ({exc}); rows before it were processed"
-            ) from exc
-        number += 1
-        if not cells:
-            continue  # a blank line carries no reading
-        if len(cells) != len(names):
-            yield _Row(number, None, f"{len(cells)} cells; the header has {len(names)}")
+def rows(lines: CountingLines) -> Iterator[Row]:
+    for record in csv_records(lines, COLUMNS):
+        if record.values is None:
+            yield Row(record.number, None, record.problem)
             continue
-        values = dict(zip(names, cells, strict=True))
+        values = record.values
         envelope = {
-            "payload": {
-                name: _cell(name, values[name])
-                for name in ("meter", "seq", "time", "importWh", "exportWh")
-            },
+            "payload": {name: cell(name, values[name]) for name in PAYLOAD_COLUMNS},
             "alg": values["alg"],
             "sig": values["sig"],
         }
-        yield _Row(number, envelope)
+        yield Row(record.number, envelope)
 
 
 # ------------------------------------------------------------------------------ outcome
 
 
 @dataclass(slots=True)
-class _Tally:
+class Tally:
     rows: int = 0
     accepted: int = 0
     duplicate: int = 0
@@ -183,7 +109,7 @@ class _Tally:
         line = {"row": row, "reason": reason, "detail": detail} | extra
         report.write(json.dumps(line, ensure_ascii=False) + "\n")
 
-    def add(self, report: IO[str], rows: list[_Row], result: IngestResult) -> None:
+    def add(self, report: IO[str], rows: list[Row], result: IngestResult) -> None:
         for row, item in zip(rows, result.items, strict=True):
             if item.status == "accepted":
                 self.accepted += 1
@@ -235,15 +161,7 @@ def import_command(
         ),
     ],
     *,
-    org: Annotated[
-        str,
-        typer.Option(
-            "--org",
-            metavar="NAME",
-            help="Organisation that owns the meters; rows of other meters are rejected.",
-            show_default=False,
-        ),
-    ],
+    org: OrganisationOption,
     rejects: Annotated[
         Path | None,
         typer.Option(
@@ -270,49 +188,39 @@ def import_command(
     """Import historical signed readings from a CSV file, streaming, in batches.
 
     Every row passes the same validation as `POST /v1/readings` (signature, key validity,
-    sequence rules); accepted rows become `reading/1` log entries. Rejected rows are written
+    sequence rules) for the meters of the organisation --org; accepted rows become `reading/1`
+    log entries. Rejected rows (other organisations' meters among them) are written
     to the report file with their row number (header = row 1), reason code and detail.
     Re-running an import is harmless: rows already imported count as duplicates.
     """
-    from rich.console import Console  # noqa: PLC0415 - api.cli.main's start-up stays light
-    from sqlalchemy import select  # noqa: PLC0415
+    from ledger.meters.ingest import IngestPolicy, ingest
 
-    from api.cli.main import _open_registry, _settings  # noqa: PLC0415 - api.cli.main imports this module
-    from ledger.access.models import Organisation  # noqa: PLC0415
-    from ledger.meters.ingest import IngestPolicy, ingest  # noqa: PLC0415
-
-    settings = _settings(ctx)
+    settings = api_settings(ctx)
     if batch > settings.max_readings_per_batch:
-        _fail(f"--batch is at most {settings.max_readings_per_batch} (the ingestion limit)")
+        fail(f"--batch is at most {settings.max_readings_per_batch} (the ingestion limit)")
     try:
         raw = file.open("rb")
     except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror or exc}")
+        fail(f"cannot read {file}: {exc.strerror or exc}")
     report_path = rejects or file.with_name(file.name + ".rejected.jsonl")
     if report_path.resolve() == file.resolve():
         raw.close()
-        _fail("--rejects must not be the input file")
+        fail("--rejects must not be the input file")
     policy = IngestPolicy(
         max_items=settings.max_readings_per_batch,
         future_skew_seconds=settings.reading_future_skew_seconds,
     )
-    tally = _Tally()
-    stderr = Console(stderr=True, soft_wrap=True, highlight=False)
-    with raw, _open_registry(settings) as registry:
-        with registry.database.read() as session:
-            organisation_id = session.execute(
-                select(Organisation.id).where(Organisation.name == org.strip())
-            ).scalar_one_or_none()
-        if organisation_id is None:
-            _fail(f"no organisation named {org!r} (create it with `admin create-client --org`)")
+    tally = Tally()
+    stderr = stderr_console()
+    with raw, open_registry(settings) as registry:
+        owner = organisation_named(registry.database, org)
         try:
             report = report_path.open("w", encoding="utf-8")
         except OSError as exc:
-            _fail(f"cannot write the report {report_path}: {exc.strerror or exc}")
-        owner: str = organisation_id
+            fail(f"cannot write the report {report_path}: {exc.strerror or exc}")
         with report:
-            _import_rows(
-                _CountingLines(raw),
+            import_rows(
+                CountingLines(raw),
                 lambda items: ingest(registry.log, items, organisation_id=owner, policy=policy),
                 total_bytes=file.stat().st_size,
                 report=report,
@@ -328,21 +236,21 @@ def import_command(
     if json_output:
         print(json.dumps(summary))
         return
-    _print_summary(summary)
+    print_summary(summary)
 
 
-def _import_rows(
-    lines: _CountingLines,
+def import_rows(
+    lines: CountingLines,
     submit: Callable[[list[Any]], IngestResult],
     *,
     total_bytes: int,
     report: IO[str],
     stderr: Console,
-    tally: _Tally,
+    tally: Tally,
     batch: int,
 ) -> None:
     """Stream rows into batches of `batch`, submit each, record outcomes in `tally`."""
-    from rich.progress import (  # noqa: PLC0415 - api.cli.main's start-up stays light
+    from rich.progress import (
         BarColumn,
         DownloadColumn,
         Progress,
@@ -362,7 +270,7 @@ def _import_rows(
     )
     with progress:
         task = progress.add_task("import", total=total_bytes, rows=0)
-        pending: list[_Row] = []
+        pending: list[Row] = []
 
         def flush() -> None:
             tally.add(report, pending, submit([row.envelope for row in pending]))
@@ -370,7 +278,7 @@ def _import_rows(
             progress.update(task, completed=lines.consumed, rows=tally.rows)
 
         try:
-            for row in _rows(lines):
+            for row in rows(lines):
                 tally.rows += 1
                 if row.envelope is None:
                     assert row.problem is not None
@@ -379,21 +287,22 @@ def _import_rows(
                 pending.append(row)
                 if len(pending) >= batch:
                     flush()
-        except _InputError as exc:
+        except InputError as exc:
             # Submit what was read before the bad spot, so "rows before it" holds exactly.
             if pending:
                 flush()
-            _fail(str(exc))
+            fail(f"{exc}; rows before it were processed" if tally.rows else str(exc))
         if pending:
             flush()
         progress.update(task, completed=total_bytes, rows=tally.rows)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.text import Text  # noqa: PLC0415
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.text import Text
 
-    console = Console(soft_wrap=True, highlight=False)
+    from ledger.meters.ingest import Reason
+
+    console = stdout_console()
     style = "bold green" if summary["rejected"] == 0 else "bold yellow"
     console.print(
         Text(
@@ -410,3 +319,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
         console.print(f"  {reason:<22}{count:,}")
     if summary["rejected"]:
         console.print(f"  rejected rows: {summary['rejectsFile']}")
+    if Reason.NO_ACTIVE_KEY in summary["rejectedByReason"]:
+        # The usual cause with history: the key was registered (validFrom) after the
+        # readings it signed were taken.
+        console.print(
+            Text(
+                f"  {Reason.NO_ACTIVE_KEY.value}: no key of the meter was valid at the time of "
+                "those readings. A key signs readings only from its validFrom on; for history, "
+                "register the key with `carbonledger meter register … --valid-from` at or "
+                "before the first reading.",
+                style="yellow",
+            )
+        )

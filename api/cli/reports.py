@@ -1,12 +1,7 @@
 """`carbonledger report matching`: the 24/7 matching report as CSV, PNG chart and summary.
 
-Wiring (in api/cli/main.py):
-
-    app.add_typer(report_app, name="report")
-
-This module never imports api.cli.main at import time (api.cli.main imports it); the CLI's helpers
-(settings, opening the registry, CliError) are imported inside the command, and so are
-pandas and matplotlib, which would otherwise slow every `carbonledger` start.
+pandas and matplotlib are imported inside the command: they would otherwise slow every
+`carbonledger` start by a second.
 
 Files, in `--out DIR` (created if missing; existing files of the same name are replaced):
 
@@ -24,36 +19,24 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from api.cli.common import (
+    api_settings,
+    command_group,
+    fail,
+    open_registry,
+    organisation_named,
+    stdout_console,
+    utc_option,
+)
+
 if TYPE_CHECKING:
     from ledger.certificates.matching import MatchingReport
-    from ledger.storage.db import Database
 
-EXIT_USAGE = 2
-
-report_app = typer.Typer(help="Reports: 24/7 matching and Scope 2 emissions.", no_args_is_help=True)
-
-_UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-
-
-def _fail(message: str, exit_code: int = EXIT_USAGE) -> NoReturn:
-    from api.cli.main import CliError  # noqa: PLC0415 - api.cli.main imports this module
-
-    raise CliError(message, exit_code)
-
-
-def _moment(text: str, option: str) -> int:
-    """RFC 3339 UTC with `Z` and whole seconds (DESIGN §4.1), as epoch seconds."""
-    if not _UTC_TIME.fullmatch(text):
-        _fail(f"{option} must look like 2026-01-01T00:00:00Z (UTC, whole seconds), not {text!r}")
-    try:
-        moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        _fail(f"{option}: {text!r} is not a valid date and time")
-    return int(moment.timestamp())
+report_app = command_group("Reports: 24/7 matching and Scope 2 emissions.")
 
 
 def _stamp(seconds: int) -> str:
@@ -64,23 +47,6 @@ def file_stem(organisation_id: str, start: int, end: int) -> str:
     """`matching-<org>-<from>-<to>`; ids are UUIDs, anything else is made file-name safe."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", organisation_id)
     return f"matching-{safe}-{_stamp(start)}-{_stamp(end)}"
-
-
-def _organisation_id(database: Database, given: str) -> str:
-    """An organisation id, or else an organisation name (as `readings import --org` takes)."""
-    from sqlalchemy import select  # noqa: PLC0415
-
-    from ledger.access.models import Organisation  # noqa: PLC0415
-
-    with database.read() as session:
-        if session.get(Organisation, given) is not None:
-            return given
-        found = session.execute(
-            select(Organisation.id).where(Organisation.name == given.strip())
-        ).scalar_one_or_none()
-    if found is None:
-        _fail(f"no organisation with the id or name {given!r}")
-    return found
 
 
 @report_app.command("matching")
@@ -151,25 +117,24 @@ def matching_command(
     the hourly CFE score, the annual volume match, location- and market-based emissions and
     GEC equivalents (1 GEC = 1 MWh).
     """
-    from api.cli.main import _open_registry, _settings  # noqa: PLC0415 - api.cli.main imports this module
-    from api.report_files import write_chart, write_csv  # noqa: PLC0415 - pandas, matplotlib
-    from ledger.certificates.matching import (  # noqa: PLC0415
+    from api.report_files import write_chart, write_csv  # pandas, matplotlib
+    from ledger.certificates.matching import (
         MatchingRequestError,
         check_period,
         matching_report,
     )
-    from ledger.factors.grid import FactorTableError, configured_factor_table  # noqa: PLC0415
+    from ledger.factors.grid import FactorTableError, configured_factor_table
 
-    start, end = _moment(from_text, "--from"), _moment(to_text, "--to")
+    start, end = utc_option(from_text, "--from"), utc_option(to_text, "--to")
     # Input mistakes first: they must not wait for, or depend on, the registry.
     try:
         check_period(start, end)
         factors = configured_factor_table(factors_file)
     except (MatchingRequestError, FactorTableError) as exc:
-        _fail(str(exc))
-    settings = _settings(ctx)
-    with _open_registry(settings) as registry:
-        organisation_id = _organisation_id(registry.database, organisation)
+        fail(str(exc))
+    settings = api_settings(ctx)
+    with open_registry(settings) as registry:
+        organisation_id = organisation_named(registry.database, organisation)
         try:
             report = matching_report(
                 registry.database,
@@ -180,7 +145,7 @@ def matching_command(
                 factors=factors,
             )
         except MatchingRequestError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     stem = file_stem(organisation_id, start, end)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -191,23 +156,22 @@ def matching_command(
             body = json.dumps(report.to_json(), ensure_ascii=False)
             (out / f"{stem}.json").write_text(body + "\n", encoding="utf-8")
     except OSError as exc:
-        _fail(f"cannot write to {out}: {exc.strerror or exc}")
+        fail(f"cannot write to {out}: {exc.strerror or exc}")
     if json_output:
         print(body)
         return
-    _print_summary(report, csv_path, png_path)
+    print_summary(report, csv_path, png_path)
 
 
-def _print_summary(report: MatchingReport, csv_path: Path, png_path: Path) -> None:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-    from rich.text import Text  # noqa: PLC0415
+def print_summary(report: MatchingReport, csv_path: Path, png_path: Path) -> None:
+    from rich.table import Table
+    from rich.text import Text
 
-    from ledger.certificates.matching import kg_text, percent  # noqa: PLC0415
-    from ledger.certificates.rules import gec_text  # noqa: PLC0415
+    from ledger.certificates.matching import kg_text, percent
+    from ledger.certificates.rules import gec_text
 
     body = report.to_json()
-    console = Console(soft_wrap=True, highlight=False)
+    console = stdout_console()
 
     def share(value: float | None) -> str:
         return "n/a (no consumption)" if value is None else f"{value:.2f} %"

@@ -73,7 +73,7 @@ from ledger.certificates.lifecycle import (
 )
 from ledger.certificates.models import Certificate
 from ledger.certificates.rules import CertificateStatus
-from ledger.meters.registration import EnergySource
+from ledger.meters.entries import EnergySource
 from ledger.registry import Registry
 from ledger.storage.base import utc_now
 

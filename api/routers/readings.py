@@ -31,14 +31,9 @@ from api.schemas.readings import (
     StoredReadingBody,
 )
 from api.security import SCOPE_READINGS_READ, SCOPE_READINGS_WRITE, Principal
-from ledger.meters.energy import (
-    INTERVALS,
-    MAX_READINGS_PAGE,
-    EnergyQueryError,
-    meter_energy,
-    meter_readings,
-)
+from ledger.meters.energy import MAX_READINGS_PAGE, meter_energy, meter_readings
 from ledger.meters.ingest import BatchTooLargeError, IngestPolicy, ingest
+from ledger.meters.intervals import INTERVALS, EnergyQueryError
 from ledger.meters.registration import MeterError, to_epoch
 from ledger.times import format_utc
 

@@ -19,7 +19,7 @@ from ledger.certificates.rules import (
     CertificateStatus,
     RetirementPurpose,
 )
-from ledger.meters.registration import PROVINCE_PATTERN, GridRegion
+from ledger.meters.entries import PROVINCE_PATTERN, GridRegion
 from ledger.times import format_utc
 
 ORGANISATION_ID_CHARS = 36

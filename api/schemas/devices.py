@@ -17,8 +17,8 @@ from ledger.certificates.devices import (
 )
 from ledger.certificates.issuance import IssuanceResult, IssuedCertificate
 from ledger.certificates.rules import HOUR, gec_text, serial_text
+from ledger.meters.entries import MAX_CAPACITY_W, EnergySource
 from ledger.meters.readings import METER_ID_PATTERN
-from ledger.meters.registration import MAX_CAPACITY_W, EnergySource
 from ledger.times import format_utc
 
 

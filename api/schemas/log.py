@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
-from ledger.log.store import ConsistencyProof, InclusionProof
+if TYPE_CHECKING:
+    # Types only: the offline `log verify-*` commands parse proofs with these models and
+    # must not load the storage layer (SQLAlchemy) to do so.
+    from ledger.log.store import ConsistencyProof, InclusionProof
 
 
 def _decode_base64(value: Any) -> bytes:

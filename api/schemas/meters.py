@@ -9,15 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.log import Base64Bytes
+from ledger.meters.entries import MAX_CAPACITY_W, EnergySource, GridRegion, MeterRole
 from ledger.meters.readings import METER_ID_PATTERN
-from ledger.meters.registration import (
-    MAX_CAPACITY_W,
-    EnergySource,
-    GridRegion,
-    MeterKeyRecord,
-    MeterRecord,
-    MeterRole,
-)
+from ledger.meters.registration import MeterKeyRecord, MeterRecord
 from ledger.times import format_utc
 
 

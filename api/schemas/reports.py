@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.certificates.matching import MatchingReport
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 
 _KG = r"^[0-9]+\.[0-9]{3}$"
 _GEC = r"^[0-9]+\.[0-9]{6}$"

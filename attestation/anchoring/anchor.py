@@ -23,9 +23,9 @@ from attestation.chain.client import (
     CarbonAnchor,
     Chain,
     ChainBackend,
-    ChainError,
     log_id_for_origin,
 )
+from attestation.chain.errors import ChainError
 from ledger.log.merkle import ConsistencyProofError, verify_consistency
 from ledger.log.store import Log
 from ledger.storage.db import Database

@@ -21,7 +21,8 @@ from sqlalchemy import select
 from web3 import Web3
 
 from attestation.anchoring.records import ChainAnchor
-from attestation.chain.client import ChainError, load_artifact, log_id_for_origin, revert_data
+from attestation.chain.client import load_artifact, log_id_for_origin, revert_data
+from attestation.chain.errors import ChainError
 from ledger.audit.replay import Violation
 from ledger.log.store import Log
 

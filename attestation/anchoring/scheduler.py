@@ -63,13 +63,13 @@ from attestation.chain.client import (
     CarbonAnchor,
     Chain,
     ChainBackend,
-    ChainError,
     ChainSettings,
     decode_revert,
     open_chain,
     revert_data,
 )
 from attestation.chain.deployment import recorded_deployments, resolve_contract
+from attestation.chain.errors import ChainError
 from ledger.log.store import Log
 
 logger = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ledger import strict_json
 from ledger.log.canonical import MAX_CANONICAL_BYTES
 from ledger.log.merkle import HASH_SIZE, MAX_TREE_SIZE
-from ledger.meters.registration import MAX_PUBLIC_KEY_BYTES
+from ledger.meters.entries import MAX_PUBLIC_KEY_BYTES
 from ledger.strict_json import JsonInputError
 
 BundleFormat = Literal["carbonledger/proof-bundle/1"]

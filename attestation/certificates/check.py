@@ -71,7 +71,7 @@ from ledger.certificates.entries import (
     issued_facts,
     statement_facts,
 )
-from ledger.certificates.issuance import ReadingPoint, hourly_production
+from ledger.certificates.production import ReadingPoint, hourly_production
 from ledger.certificates.rules import (
     HOUR,
     CertificateState,

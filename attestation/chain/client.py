@@ -49,6 +49,8 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxParams
 
+from attestation.chain.errors import ChainError
+
 ARTIFACT_PATH = (
     Path(__file__).resolve().parents[2] / "contracts" / "artifacts" / "CarbonAnchor.json"
 )
@@ -93,10 +95,6 @@ class ChainSettings(BaseSettings):
 
 
 # ---------------------------------------------------------------------------- errors
-
-
-class ChainError(RuntimeError):
-    """The chain could not be used: unreachable, wrong chain id, bad journal, bad config."""
 
 
 class ContractRevert(ChainError):  # noqa: N818 - "revert" is the EVM's own word

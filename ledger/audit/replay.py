@@ -57,7 +57,7 @@ from ledger.certificates.entries import (
     TRANSFERRED_KIND,
     WITHDRAWN_KIND,
 )
-from ledger.certificates.issuance import ReadingPoint, hourly_production
+from ledger.certificates.production import ReadingPoint, hourly_production
 from ledger.certificates.rules import (
     HOUR,
     CertificateState,

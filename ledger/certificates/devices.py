@@ -34,14 +34,14 @@ from ledger.certificates.rules import (
 from ledger.credentials.data_integrity import sign_statement
 from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.store import Log
-from ledger.meters.models import Meter
-from ledger.meters.registration import (
+from ledger.meters.entries import (
     MAX_CAPACITY_W,
     PROVINCE_PATTERN,
     EnergySource,
     GridRegion,
     MeterRole,
 )
+from ledger.meters.models import Meter
 from ledger.storage.base import utc_now
 from ledger.storage.db import Database
 from ledger.times import format_utc

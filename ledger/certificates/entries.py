@@ -41,7 +41,7 @@ from ledger.log.entry_fields import (
     text,
     utc_time,
 )
-from ledger.meters.registration import PROVINCE_PATTERN, EnergySource, GridRegion
+from ledger.meters.entries import PROVINCE_PATTERN, EnergySource, GridRegion
 
 DEVICE_REGISTERED_KIND = "device.registered/1"
 DEVICE_APPROVED_KIND = "device.approved/1"

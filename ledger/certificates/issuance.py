@@ -2,10 +2,11 @@
 
 Where a leaf becomes a certificate (docs/certificates.md, "Production"):
 
-1. `hourly_production` — pure: each meter's consecutive readings form segments whose
-   exported energy is split over clock hours by `ledger.meters.energy.split_energy` (pro rata,
-   rounded down). An hour touched by a segment flagged implausible is not issued at all;
-   the readings bounding the counted segments of an hour are its evidence.
+1. `ledger.certificates.production.hourly_production` — pure: each meter's consecutive
+   readings form segments whose exported energy is split over clock hours by
+   `ledger.meters.intervals.split_energy` (pro rata, rounded down). An hour touched by a
+   segment flagged implausible is not issued at all; the readings bounding the counted
+   segments of an hour are its evidence.
 2. `issue_certificates` — reads the readings below the anchored size the caller names (the
    anchoring side owns that number; `ledger` never imports it), builds and signs one
    credential per device-hour whose metered production exceeds what was issued, and
@@ -21,11 +22,9 @@ lock from a first read of the counters and re-signed under it for any hour that 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -38,6 +37,11 @@ from ledger.certificates.entries import (
     MAX_EVIDENCE_READINGS,
 )
 from ledger.certificates.models import Certificate, CertificateEvent, DeviceHour, DeviceMeter
+from ledger.certificates.production import (
+    HourProduction,
+    ReadingPoint,
+    hourly_production,
+)
 from ledger.certificates.rules import (
     HOUR,
     CertificateRequestError,
@@ -51,82 +55,12 @@ from ledger.credentials.data_integrity import ProofOptions, sign_credential_jcs
 from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.canonical import MAX_CANONICAL_BYTES, canonical_json
 from ledger.log.store import Log, LogTransaction, stored_leaf_hashes
-from ledger.meters.energy import Segment, split_energy
 from ledger.meters.models import Reading
 from ledger.storage.base import utc_now
 from ledger.times import format_utc
 
 MAX_ISSUANCE_HOURS = 8_784
 """One leap year of hours per request (the benchmark issues one year in one call)."""
-
-
-class ReadingPoint(NamedTuple):
-    """One accepted reading as issuance sees it (a tuple: a year of a meter is ~35,000)."""
-
-    meter: str
-    index: int  # type: ignore[assignment]  # shadows tuple.index, never used here
-    leaf_hash: bytes
-    time: int
-    export_wh: int
-    implausible: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HourProduction:
-    hour_start: int
-    metered_wh: int
-    evidence: tuple[ReadingPoint, ...]
-    """In log order; per meter a run of consecutive readings."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProductionScan:
-    hours: dict[int, HourProduction]
-    flagged_hours: frozenset[int]
-
-
-def hourly_production(
-    points_by_meter: Mapping[str, Sequence[ReadingPoint]], start: int, end: int
-) -> ProductionScan:
-    """Production per hour in (start, end] from each meter's readings in time order (pure)."""
-    assert start % HOUR == 0 and end % HOUR == 0 and end > start
-    totals: dict[int, int] = defaultdict(int)
-    evidence: dict[int, dict[int, ReadingPoint]] = defaultdict(dict)
-    flagged: set[int] = set()
-    for points in points_by_meter.values():
-        counted: list[Segment] = []
-        for before, after in pairwise(points):
-            assert after.time > before.time, "readings of a meter are in time order"
-            low, high = max(before.time, start), min(after.time, end)
-            if low >= high:
-                continue
-            hours = range(low - low % HOUR, high, HOUR)
-            if after.implausible:
-                flagged.update(hours)
-                continue
-            segment = Segment(before.time, after.time, 0, after.export_wh - before.export_wh, False)
-            counted.append(segment)
-            for hour in hours:
-                evidence[hour][before.index] = before
-                evidence[hour][after.index] = after
-        if counted:
-            for interval in split_energy(counted, start, end, HOUR):
-                if interval.export_wh:
-                    totals[interval.start] += interval.export_wh
-    # One meter's points were added in log order already; several meters need a merge.
-    merge = len(points_by_meter) > 1
-    production = {
-        hour: HourProduction(
-            hour,
-            wh,
-            tuple(evidence[hour][index] for index in sorted(evidence[hour]))
-            if merge
-            else tuple(evidence[hour].values()),
-        )
-        for hour, wh in totals.items()
-        if hour not in flagged
-    }
-    return ProductionScan(production, frozenset(flagged))
 
 
 def _load_points(

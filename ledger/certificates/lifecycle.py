@@ -47,7 +47,7 @@ from ledger.credentials.data_integrity import ProofOptions, sign_credential_jcs,
 from ledger.credentials.issuer import IssuerIdentity
 from ledger.log.models import LogEntry
 from ledger.log.store import Log, LogTransaction
-from ledger.meters.registration import PROVINCE_PATTERN, GridRegion
+from ledger.meters.entries import PROVINCE_PATTERN, GridRegion
 from ledger.storage.base import utc_now
 from ledger.storage.db import Database
 from ledger.times import format_utc

@@ -3,7 +3,7 @@
 For an organisation and a period of whole UTC hours:
 
 - consumption: per hour, the `importWh` of the organisation's `consumption` and
-  `bidirectional` meters (`ledger.meters.energy` interval rule), by the meter's grid region;
+  `bidirectional` meters (`ledger.meters.intervals` rule), by the meter's grid region;
 - supply: per hour, the Wh of certificates retired for the organisation (as beneficiary)
   whose production hour is that hour, by the certificate's grid region;
 - matched: per hour min(consumption, supply) — per region when `same_region`, else with all
@@ -50,8 +50,8 @@ from ledger.certificates.models import Certificate, CertificateRetirement
 from ledger.certificates.rules import gec_text
 from ledger.factors.grid import PACKAGED_SOURCE, Factor, FactorTable
 from ledger.meters.energy import meter_energy
+from ledger.meters.entries import GridRegion, MeterRole
 from ledger.meters.models import Meter
-from ledger.meters.registration import GridRegion, MeterRole
 from ledger.storage.db import Database
 from ledger.times import format_utc
 

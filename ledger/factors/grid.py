@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 
 FACTORS_KEY = "china_grid_co2_factors_kgCO2_per_kWh"
 NATIONAL_KEY = "national_average"

@@ -2,7 +2,10 @@
 
 The registry writes these entries (`ledger.meters.registration`, `ledger.meters.ingest`);
 the offline verifier (`attestation.meters.check`) and the audit replay read them back with
-the parsers here, so there is one definition of what a well-formed meter entry is.
+the parsers here, so there is one definition of what a well-formed meter entry is. The
+values a `meter.registered/1` entry may hold (roles, grid regions, energy sources, the
+province pattern, the limits) are defined here too: the verifier needs them without the
+storage layer that `ledger.meters.registration` brings.
 
 | kind                  | members                                                             |
 | --------------------- | ------------------------------------------------------------------- |
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,6 +37,43 @@ from ledger.meters.readings import (
     load_meter_public_key,
     parse_envelope,
 )
+
+MAX_CAPACITY_W = 10**12
+"""1 TW: far above any single metering point, and products with seconds stay in int64."""
+PROVINCE_PATTERN = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
+"""ISO 3166-2 subdivision codes, e.g. CN-JS (Jiangsu): language-neutral and stable."""
+MAX_PUBLIC_KEY_BYTES = 512
+
+
+class MeterRole(StrEnum):
+    GENERATION = "generation"
+    CONSUMPTION = "consumption"
+    BIDIRECTIONAL = "bidirectional"
+
+
+class GridRegion(StrEnum):
+    """China's regional grids, as used by the national emission-factor announcements."""
+
+    NORTH = "north"  # 华北
+    NORTHEAST = "northeast"  # 东北
+    EAST = "east"  # 华东
+    CENTRAL = "central"  # 华中
+    NORTHWEST = "northwest"  # 西北
+    SOUTH = "south"  # 南方
+    SOUTHWEST = "southwest"  # 西南
+
+
+class EnergySource(StrEnum):
+    SOLAR = "solar"
+    WIND = "wind"
+    HYDRO = "hydro"
+    BIOMASS = "biomass"
+    GEOTHERMAL = "geothermal"
+    NUCLEAR = "nuclear"
+    FOSSIL = "fossil"
+    STORAGE = "storage"
+    OTHER = "other"
+
 
 METER_REGISTERED_KIND = "meter.registered/1"
 METER_KEY_KIND = "meter.key/1"

@@ -20,10 +20,8 @@ reading times (DESIGN §4.1).
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -31,7 +29,17 @@ from sqlalchemy.orm import Session
 
 from ledger.access.models import Organisation
 from ledger.log.store import Log
-from ledger.meters.entries import METER_KEY_KIND, METER_KEY_REVOKED_KIND, METER_REGISTERED_KIND
+from ledger.meters.entries import (
+    MAX_CAPACITY_W,
+    MAX_PUBLIC_KEY_BYTES,
+    METER_KEY_KIND,
+    METER_KEY_REVOKED_KIND,
+    METER_REGISTERED_KIND,
+    PROVINCE_PATTERN,
+    EnergySource,
+    GridRegion,
+    MeterRole,
+)
 from ledger.meters.models import Meter, MeterKey
 from ledger.meters.readings import (
     METER_ID_PATTERN,
@@ -43,42 +51,6 @@ from ledger.meters.readings import (
 from ledger.storage.base import utc_now
 from ledger.storage.db import Database
 from ledger.times import UtcTimeError, epoch_of, format_utc
-
-MAX_CAPACITY_W = 10**12
-"""1 TW: far above any single metering point, and products with seconds stay in int64."""
-PROVINCE_PATTERN = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
-"""ISO 3166-2 subdivision codes, e.g. CN-JS (Jiangsu): language-neutral and stable."""
-MAX_PUBLIC_KEY_BYTES = 512
-
-
-class MeterRole(StrEnum):
-    GENERATION = "generation"
-    CONSUMPTION = "consumption"
-    BIDIRECTIONAL = "bidirectional"
-
-
-class GridRegion(StrEnum):
-    """China's regional grids, as used by the national emission-factor announcements."""
-
-    NORTH = "north"  # 华北
-    NORTHEAST = "northeast"  # 东北
-    EAST = "east"  # 华东
-    CENTRAL = "central"  # 华中
-    NORTHWEST = "northwest"  # 西北
-    SOUTH = "south"  # 南方
-    SOUTHWEST = "southwest"  # 西南
-
-
-class EnergySource(StrEnum):
-    SOLAR = "solar"
-    WIND = "wind"
-    HYDRO = "hydro"
-    BIOMASS = "biomass"
-    GEOTHERMAL = "geothermal"
-    NUCLEAR = "nuclear"
-    FOSSIL = "fossil"
-    STORAGE = "storage"
-    OTHER = "other"
 
 
 class MeterError(ValueError):

@@ -224,6 +224,10 @@ class Profiler:
         progress(f"profile {title} -> {path}\n{text_out.getvalue()}")
 
 
+ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+"""Account 0 of anvil's public development mnemonic ("test test … junk"): a well-known key
+that holds value only on throw-away local chains like the ones the benchmarks start."""
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 """The local server the benchmarks create their throwaway databases on."""
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
+    ANVIL_DEV_KEY,
     REPO_ROOT,
     emit_json,
     free_disk_bytes,
@@ -66,16 +67,10 @@ from ledger.access.clients import create_client
 from ledger.log.canonical import canonical_entry, canonical_json
 from ledger.log.merkle import verify_consistency
 from ledger.log.store import MAX_LEAVES_PER_TRANSACTION, Log
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.ingest import ingest
 from ledger.meters.readings import b64url, public_key_spki
-from ledger.meters.registration import (
-    EnergySource,
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_key,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_key, register_meter
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 
@@ -83,9 +78,6 @@ CONTRACTS_DIR = REPO_ROOT / "contracts"
 DEFAULT_ANVIL = CONTRACTS_DIR / "node_modules" / ".bin" / "anvil"
 REFERENCE_SOURCE = "bench/PerReadingStore.sol"
 REFERENCE_NAME = "PerReadingStore"
-# Account 0 of anvil's public development mnemonic ("test test … junk"): a well-known key
-# that holds value only on throw-away local chains like the one this script starts.
-ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 BENCH_LOG_ORIGIN = "bench.carbonledger.local/anchor-gas"
 
 FULL_BATCHES = (10**3, 10**4, 10**5, 10**6)

@@ -83,16 +83,10 @@ from ledger.certificates.issuance import issue_certificates
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
 from ledger.certificates.rules import RetirementPurpose
 from ledger.log.canonical import canonical_json
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.ingest import ingest
 from ledger.meters.readings import b64url, public_key_spki
-from ledger.meters.registration import (
-    EnergySource,
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_key,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_key, register_meter
 from ledger.registry import Registry, initialise_registry, open_registry
 from ledger.settings import LedgerSettings
 

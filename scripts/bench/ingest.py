@@ -71,9 +71,10 @@ from log import select_backends, throwaway_postgres_database
 from api.security import ensure_token_secret
 from api.settings import ApiSettings
 from ledger.access.clients import create_client
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.ingest import ingest, payload_bytes
 from ledger.meters.readings import ReadingPayload, SignedReading
-from ledger.meters.registration import EnergySource, GridRegion, MeterRole, MeterSpec, register_key
+from ledger.meters.registration import MeterSpec, register_key
 from ledger.meters.registration import register_meter as register_meter_row
 from ledger.registry import initialise_registry, open_registry
 from meter_signing.keys import MeterKey, generate_meter_key

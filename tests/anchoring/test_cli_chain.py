@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode, free_loopback_port
+from loaded_modules_support import loaded_modules, top_level
 from metered_log_support import MeteredLog, metered_log
 
 from attestation.bundles.build import build_bundle
 from attestation.bundles.format import bundle_bytes
 
-# Overridable to run the tests before the sub-apps are wired into api/cli/main.py.
-CLI = os.environ.get("CARBONLEDGER_TEST_CLI", str(Path(sys.executable).parent / "carbonledger"))
+CLI = str(Path(sys.executable).with_name("carbonledger"))
 
 
 def _run(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> Any:
@@ -58,6 +58,7 @@ class Deployed:
     bundle: Path
     contract: str
     log_key: str
+    data_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,9 @@ def _deploy_and_anchor(node: AnvilNode, metered: MeteredLog, root: Path) -> Depl
     bundle = build_bundle(metered.registry.log, metered.registry.signer, [metered.readings[1]])
     path = root / "bundle.json"
     path.write_bytes(bundle_bytes(bundle))
-    return Deployed(node, path, contract, metered.registry.signer.verifier.encode())
+    return Deployed(
+        node, path, contract, metered.registry.signer.verifier.encode(), metered.settings.data_dir
+    )
 
 
 def _verify(
@@ -219,7 +222,92 @@ def test_verify_usage_and_unreachable_chain(deployed: Deployed) -> None:
     nobody = f"http://127.0.0.1:{free_loopback_port()}"
     down = _verify(deployed, rpc=nobody)
     assert down.returncode == 3, down.stderr.decode()
-    assert (
-        down.stderr.decode().startswith("error: chain RPC ")
-        and "unreachable" in down.stderr.decode()
+    assert down.stderr.decode().startswith(f"error: chain RPC {nobody} is unreachable")
+
+
+def test_anchor_status_reads_the_chain_without_a_signing_key(deployed: Deployed) -> None:
+    env = {
+        **_clean_env(),
+        "CARBONLEDGER_DATA_DIR": str(deployed.data_dir),
+        "CARBONLEDGER_CHAIN_RPC": deployed.node.url,
+    }
+    status = _run(["anchor", "status", "--json"], env)
+    assert status.returncode == 0, status.stderr.decode()
+    state = json.loads(status.stdout)
+    assert state["chainError"] is None
+    assert state["chain"]["contract"] == deployed.contract
+    assert state["chain"]["size"] == state["latest"]["size"] == state["logSize"]
+
+    # A node that is not there is reported with what to check; the recorded state still shows.
+    down = f"http://127.0.0.1:{free_loopback_port()}"
+    missing = _run(["anchor", "status", "--json"], {**env, "CARBONLEDGER_CHAIN_RPC": down})
+    assert missing.returncode == 0, missing.stderr.decode()
+    state = json.loads(missing.stdout)
+    assert state["chain"] is None and state["latest"]["size"] == state["logSize"]
+    assert f"is the node running at {down}?" in state["chainError"]
+
+
+def test_verify_says_how_to_fix_an_rpc_url(deployed: Deployed) -> None:
+    bare = deployed.node.url.removeprefix("http://")
+    result = _verify(deployed, rpc=bare)
+    assert result.returncode == 2, result.stderr.decode()
+    assert result.stderr.decode().strip() == (
+        f"error: --rpc: {bare!r} has no scheme; add it: http://{bare}"
     )
+    nobody = f"http://127.0.0.1:{free_loopback_port()}"
+    down = _verify(deployed, rpc=nobody)
+    assert down.returncode == 3
+    assert f"is the node running at {nobody}?" in down.stderr.decode()
+    assert "HTTPConnectionPool" not in down.stderr.decode()  # no transport library's text
+
+
+def test_verify_with_rpc_loads_neither_web3_nor_the_storage_layer(deployed: Deployed) -> None:
+    """The verifier's path: bundle parsing, the checks and three JSON-RPC requests."""
+    modules, completed = loaded_modules(
+        [
+            "verify",
+            str(deployed.bundle),
+            "--rpc",
+            deployed.node.url,
+            "--contract",
+            deployed.contract,
+            "--log-key",
+            deployed.log_key,
+        ],
+        _clean_env(),
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+    loaded = top_level(modules)
+    heavy = {
+        "alembic",
+        "eth_account",
+        "eth_tester",
+        "fastapi",
+        "matplotlib",
+        "pandas",
+        "pydantic_settings",
+        "requests",
+        "sqlalchemy",
+        "web3",
+    }
+    assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_operator_commands_say_what_to_check_about_the_rpc_url(deployed: Deployed) -> None:
+    env = {
+        **_clean_env(),
+        "CARBONLEDGER_DATA_DIR": str(deployed.data_dir),
+        "CARBONLEDGER_CHAIN_ANCHORER_KEY": ANVIL_KEYS[0],
+    }
+    nobody = f"http://127.0.0.1:{free_loopback_port()}"
+    down = _run(["anchor", "now"], {**env, "CARBONLEDGER_CHAIN_RPC": nobody})
+    assert down.returncode == 3, down.stderr.decode()
+    (line,) = down.stderr.decode().strip().splitlines()
+    assert line == (
+        f"error: chain RPC {nobody} is unreachable (connection refused): "
+        f"is the node running at {nobody}?"
+    )
+    bare = nobody.removeprefix("http://")
+    no_scheme = _run(["chain", "deploy"], {**env, "CARBONLEDGER_CHAIN_RPC": bare})
+    assert no_scheme.returncode == 2
+    assert f"add it: http://{bare}" in no_scheme.stderr.decode()

@@ -16,10 +16,10 @@ from attestation.chain.client import (
     ANCHORER_ROLE,
     CarbonAnchor,
     Chain,
-    ChainError,
     log_id_for_origin,
     open_rpc_chain,
 )
+from attestation.chain.errors import ChainError
 from ledger.log.store import Log
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings

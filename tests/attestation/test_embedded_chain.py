@@ -17,12 +17,12 @@ from attestation.chain.client import (
     CarbonAnchor,
     Chain,
     ChainBackend,
-    ChainError,
     ChainSettings,
     log_id_for_origin,
     open_chain,
     open_embedded_chain,
 )
+from attestation.chain.errors import ChainError
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -24,9 +24,9 @@ from ledger.certificates.issuance import (
     build_credential,
     credential_subject,
     evidence_of,
-    hourly_production,
 )
 from ledger.certificates.models import Account, Certificate, DeviceHour
+from ledger.certificates.production import hourly_production
 from ledger.certificates.rules import HOUR, add_months
 from ledger.credentials.data_integrity import sign_statement
 from ledger.registry import Registry

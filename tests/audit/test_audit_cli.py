@@ -1,4 +1,4 @@
-"""`carbonledger audit replay` through Typer's CliRunner on `audit_app`: exit codes 0/1/2/3,
+"""`carbonledger audit replay` through Typer's CliRunner on the real app: exit codes 0/1/2/3,
 the precise violation line on stdout and the one-line summary on stderr, JSON output, and
 the chain comparison against the registry's embedded chain."""
 
@@ -15,14 +15,14 @@ from certificate_support import Scenario, issue_all, producer_scenario
 from meter_support import T0
 from typer.testing import CliRunner, Result
 
-from api.cli.audit import audit_app
+from api.cli.main import app
 from api.settings import ApiSettings
 from attestation.anchoring.anchor import anchor_now
 from attestation.chain.client import ChainSettings, open_embedded_chain
 from attestation.chain.deployment import deploy_and_record, resolve_contract
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
 from ledger.certificates.rules import RetirementPurpose
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 
@@ -41,7 +41,7 @@ def _env(settings: LedgerSettings) -> dict[str, str | None]:
 
 
 def _run(settings: LedgerSettings, *args: str) -> Result:
-    return CliRunner().invoke(audit_app, ["replay", *args], env=_env(settings))
+    return CliRunner().invoke(app, ["audit", "replay", *args], env=_env(settings))
 
 
 @pytest.fixture

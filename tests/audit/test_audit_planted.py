@@ -38,7 +38,7 @@ from ledger.certificates.lifecycle import (
 )
 from ledger.certificates.rules import HOUR, RetirementPurpose
 from ledger.credentials.data_integrity import did_key, public_bytes, sign_statement
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -52,8 +52,9 @@ from ledger.certificates.lifecycle import (
 )
 from ledger.certificates.models import Certificate
 from ledger.certificates.rules import HOUR, CertificateStatus, RetirementPurpose, RuleViolationError
+from ledger.meters.entries import EnergySource, GridRegion
 from ledger.meters.ingest import ingest
-from ledger.meters.registration import EnergySource, GridRegion, register_key
+from ledger.meters.registration import register_key
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

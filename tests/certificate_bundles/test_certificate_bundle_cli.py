@@ -27,7 +27,7 @@ from ledger.certificates.lifecycle import (
     withdraw_certificate,
 )
 from ledger.certificates.rules import RetirementPurpose
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import initialise_registry
 from ledger.settings import LedgerSettings
 

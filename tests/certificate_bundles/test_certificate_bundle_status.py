@@ -20,7 +20,7 @@ from ledger.certificates.lifecycle import (
     withdraw_certificate,
 )
 from ledger.certificates.rules import RecordNotFoundError, RetirementPurpose
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 
 CERTIFICATE_CHECKS = ("certificate", "issuer", "device", "evidence", "lineage", "status")

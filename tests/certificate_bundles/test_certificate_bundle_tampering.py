@@ -36,7 +36,7 @@ from ledger.certificates.lifecycle import (
 )
 from ledger.certificates.rules import RetirementPurpose
 from ledger.credentials.data_integrity import did_key, public_bytes
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 
 CERTIFICATE_CHECKS = frozenset({"certificate", "issuer", "device", "evidence", "lineage", "status"})

@@ -26,8 +26,8 @@ from ledger.certificates.models import Certificate, DeviceHour
 from ledger.certificates.rules import HOUR, CertificateStatus
 from ledger.credentials.data_integrity import verify_credential, verify_statement
 from ledger.log.models import LogEntry
-from ledger.meters.energy import Segment, split_energy
 from ledger.meters.ingest import ingest
+from ledger.meters.intervals import Segment, split_energy
 from ledger.registry import Registry
 
 SIGNED_KINDS = frozenset(

@@ -39,7 +39,7 @@ from ledger.certificates.rules import (
     RetirementPurpose,
     RuleViolationError,
 )
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry, initialise_registry, open_registry
 from ledger.settings import LedgerSettings
 

@@ -24,7 +24,7 @@ from ledger.certificates.issuance import IssuedCertificate
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate, split_certificate
 from ledger.certificates.models import Certificate, CertificateRetirement, DeviceHour
 from ledger.certificates.rules import CertificateStatus, RetirementPurpose
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 
 UNUSED_INDEX = 10**12

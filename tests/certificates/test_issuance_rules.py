@@ -30,8 +30,9 @@ from meter_support import T0, add_meter, generation_spec, new_organisation, sign
 
 from ledger.certificates import rules
 from ledger.certificates.devices import DeviceSpec, register_device
-from ledger.certificates.issuance import ReadingPoint, hourly_production, issue_certificates
+from ledger.certificates.issuance import issue_certificates
 from ledger.certificates.lifecycle import issued_credential
+from ledger.certificates.production import ReadingPoint, hourly_production
 from ledger.certificates.rules import (
     HOUR,
     CertificateState,
@@ -42,9 +43,9 @@ from ledger.certificates.rules import (
     add_months,
     gec_text,
 )
-from ledger.meters.energy import Segment, split_energy
+from ledger.meters.entries import EnergySource, GridRegion
 from ledger.meters.ingest import ingest
-from ledger.meters.registration import EnergySource, GridRegion
+from ledger.meters.intervals import Segment, split_energy
 from ledger.registry import Registry
 
 # ------------------------------------------------------------- hourly_production

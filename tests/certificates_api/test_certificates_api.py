@@ -27,7 +27,8 @@ from ledger.certificates.issuance import IssuanceResult, issue_certificates
 from ledger.certificates.rules import HOUR
 from ledger.credentials.data_integrity import verify_credential, verify_statement
 from ledger.log.canonical import parse_entry
-from ledger.meters.registration import EnergySource, GridRegion, register_key
+from ledger.meters.entries import EnergySource, GridRegion
+from ledger.meters.registration import register_key
 from ledger.registry import Registry
 from ledger.times import format_utc
 

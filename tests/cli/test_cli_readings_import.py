@@ -14,34 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
-from cli_helpers import CliRegistry, assert_one_line_error, isolated_env
+from cli_helpers import CliRegistry, assert_one_line_error, isolated_env, run
 from meter_support import EPOCH, T0, MeterKeyPair, generation_spec, new_key, sign, stream
-from typer.testing import CliRunner, Result
 
-from api.cli import main as cli
-from api.cli.readings import COLUMNS, readings_app
+from api.cli.common import EXIT_UNAVAILABLE, EXIT_USAGE
+from api.cli.readings import COLUMNS
 from ledger.access.clients import create_client
 from ledger.log.canonical import parse_entry
 from ledger.meters.registration import register_key, register_meter
 from ledger.registry import Registry, open_registry
-
-
-def _app() -> typer.Typer:
-    """api.cli.main's app once `readings` is wired in; until then the same wiring, done here."""
-    if any(group.name == "readings" for group in cli.app.registered_groups):
-        return cli.app
-    app = typer.Typer(cls=cli._Group, no_args_is_help=True, add_completion=False)
-    app.callback()(cli._global_options)
-    app.add_typer(readings_app, name="readings")
-    return app
-
-
-APP = _app()
-
-
-def run(args: list[str], env: dict[str, str | None]) -> Result:
-    return CliRunner().invoke(APP, args, env=env)
 
 
 @pytest.fixture
@@ -196,7 +177,7 @@ def test_a_wrong_header_is_a_usage_error(
     source.write_bytes(content)
     head = registry_of.log.head()
     result = run(["readings", "import", str(source), "--org", "Acme"], cli_registry.env)
-    assert_one_line_error(result, cli.EXIT_USAGE, fragment)
+    assert_one_line_error(result, EXIT_USAGE, fragment)
     assert registry_of.log.head() == head
 
 
@@ -207,23 +188,23 @@ def test_usage_and_availability_errors(
     env = cli_registry.env
     assert_one_line_error(
         run(["readings", "import", str(source), "--org", "Nobody"], env),
-        cli.EXIT_USAGE,
+        EXIT_USAGE,
         "no organisation named 'Nobody'",
     )
     assert_one_line_error(
         run(["readings", "import", str(tmp_path / "missing.csv"), "--org", "Acme"], env),
-        cli.EXIT_USAGE,
+        EXIT_USAGE,
         "cannot read",
     )
     assert_one_line_error(
         run(["readings", "import", str(source), "--org", "Acme", "--batch", "5001"], env),
-        cli.EXIT_USAGE,
+        EXIT_USAGE,
         "--batch is at most 5000",
     )
     uninitialised = isolated_env(data_dir=str(tmp_path / "nothing-here"))
     assert_one_line_error(
         run(["readings", "import", str(source), "--org", "Acme"], uninitialised),
-        cli.EXIT_UNAVAILABLE,
+        EXIT_UNAVAILABLE,
         "not initialised",
     )
 
@@ -239,6 +220,6 @@ def test_bad_bytes_stop_the_import_after_the_rows_before_them(
     result = run(
         ["readings", "import", str(source), "--org", "Acme", "--batch", "2"], cli_registry.env
     )
-    assert_one_line_error(result, cli.EXIT_USAGE, "line 5 is not UTF-8")
+    assert_one_line_error(result, EXIT_USAGE, "line 5 is not UTF-8")
     # Every row before the bad line was submitted, the pending partial batch included.
     assert registry_of.log.head().size == size + 3

@@ -25,7 +25,7 @@ from cli_helpers import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.cli.main import MAX_PROOF_BYTES
+from api.cli.log import MAX_PROOF_BYTES
 from api.schemas.log import ConsistencyProofBody, InclusionProofBody
 from ledger.log.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.log.merkle import leaf_hash

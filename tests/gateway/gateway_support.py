@@ -19,15 +19,9 @@ from api.app import create_app
 from api.security import SCOPE_LOG_READ, SCOPE_READINGS_WRITE, ensure_token_secret
 from api.settings import ApiSettings
 from ledger.access.clients import IssuedClient, create_client
+from ledger.meters.entries import EnergySource, GridRegion, MeterRole
 from ledger.meters.models import Reading
-from ledger.meters.registration import (
-    EnergySource,
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_key,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_key, register_meter
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from meter_signing.keys import MeterKey, generate_meter_key

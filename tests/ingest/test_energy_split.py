@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.meters.energy import MAX_INTERVALS, EnergyQueryError, Segment, split_energy
+from ledger.meters.intervals import MAX_INTERVALS, EnergyQueryError, Segment, split_energy
 
 HOUR = 3600
 

@@ -17,14 +17,9 @@ from datetime import UTC, datetime
 from meter_support import new_key, new_organisation, sign
 
 from ledger.certificates.models import Account, Certificate, CertificateRetirement, Device
+from ledger.meters.entries import GridRegion, MeterRole
 from ledger.meters.ingest import ingest
-from ledger.meters.registration import (
-    GridRegion,
-    MeterRole,
-    MeterSpec,
-    register_key,
-    register_meter,
-)
+from ledger.meters.registration import MeterSpec, register_key, register_meter
 from ledger.registry import Registry
 
 HOUR = 3600

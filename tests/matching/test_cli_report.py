@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import typer
 from matching_support import HOUR, START, consumption_meter, organisation, retired_certificate
 from typer.testing import CliRunner, Result
 
-from api.cli.reports import file_stem, report_app
+from api.cli.main import app
+from api.cli.reports import file_stem
 from api.settings import ApiSettings
 from ledger.certificates.matching import matching_report
 from ledger.factors.grid import FactorSettings, packaged_factor_table
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from ledger.times import format_utc
@@ -28,22 +28,6 @@ SETTING_VARIABLES = tuple(
 )
 
 
-def _cli() -> typer.Typer:
-    """The real command tree once api/cli/main.py wires `report`; else the same wiring here."""
-    from api.cli.main import _Group, app  # noqa: PLC0415
-
-    if any(info.name == "report" for info in app.registered_groups):
-        return app
-    root = typer.Typer(cls=_Group, add_completion=False)
-    root.add_typer(report_app, name="report")
-
-    @root.callback()
-    def _root() -> None:
-        """Test root."""
-
-    return root
-
-
 def _env(settings: LedgerSettings, database_url: str) -> dict[str, str | None]:
     env: dict[str, str | None] = dict.fromkeys(SETTING_VARIABLES)
     env["CARBONLEDGER_DATA_DIR"] = str(settings.data_dir)
@@ -52,7 +36,7 @@ def _env(settings: LedgerSettings, database_url: str) -> dict[str, str | None]:
 
 
 def _run(args: Sequence[str], env: Mapping[str, str | None]) -> Result:
-    return CliRunner().invoke(_cli(), ["report", "matching", *args], env=env)
+    return CliRunner().invoke(app, ["report", "matching", *args], env=env)
 
 
 def _one_error_line(result: Result, exit_code: int, fragment: str) -> None:
@@ -153,7 +137,7 @@ def test_a_factor_file_changes_the_emissions(
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        ({"--from": "2026-03-02"}, "--from must look like"),
+        ({"--from": "2026-03-02"}, "--from must be an RFC 3339 UTC time"),
         ({"--to": "2026-13-02T00:00:00Z"}, "not a valid date"),
         ({"--from": "2026-03-02T00:30:00Z"}, "whole UTC hours"),
         ({"--to": "2027-03-04T00:00:00Z"}, "at most 8784 hours"),

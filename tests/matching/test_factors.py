@@ -20,7 +20,7 @@ from ledger.factors.grid import (
     packaged_factor_table,
     parse_factor_text,
 )
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 
 PACKAGED = (
     Path(__file__).resolve().parents[2] / "ledger" / "factors" / "data" / "cn_grid_factors.json"

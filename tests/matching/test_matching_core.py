@@ -19,7 +19,7 @@ from ledger.certificates.matching import (
     gec_text,
 )
 from ledger.factors.grid import packaged_factor_table
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 
 H = 3600
 T2023 = int(datetime(2023, 6, 1, tzinfo=UTC).timestamp())

@@ -23,7 +23,7 @@ from ledger.certificates.matching import (
     matching_report,
 )
 from ledger.factors.grid import packaged_factor_table
-from ledger.meters.registration import GridRegion, MeterRole
+from ledger.meters.entries import GridRegion, MeterRole
 from ledger.registry import Registry
 
 EAST, SOUTH = GridRegion.EAST, GridRegion.SOUTH

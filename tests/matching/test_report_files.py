@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from api.report_files import CHART_HEIGHT_PX, CHART_WIDTH_PX, CSV_COLUMNS, write_chart, write_csv
 from ledger.certificates.matching import MatchingReport, compute_matching
 from ledger.factors.grid import packaged_factor_table
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 
 H = 3600
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,7 @@ from api.problems import FORBIDDEN, NOT_FOUND, NOT_READY, RANGE_INVALID, UNAUTHO
 from api.schemas.reports import MatchingReportBody
 from ledger.certificates.matching import matching_report
 from ledger.factors.grid import packaged_factor_table
-from ledger.meters.registration import GridRegion
+from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 from ledger.times import format_utc
 

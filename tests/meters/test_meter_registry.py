@@ -19,6 +19,7 @@ from meter_support import (
 )
 
 from ledger.log.canonical import parse_entry
+from ledger.meters.entries import MeterRole
 from ledger.meters.readings import public_key_spki
 from ledger.meters.registration import (
     KeyAlreadyRevokedError,
@@ -28,7 +29,6 @@ from ledger.meters.registration import (
     MeterExistsError,
     MeterNotFoundError,
     MeterNotOwnedError,
-    MeterRole,
     MeterSpec,
     get_meter,
     register_key,
