@@ -20,16 +20,18 @@ checked against the hash its parent names before it goes into a proof.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
+from ledger.log.models import LogHead
 from ledger.log.store import HEAD_ROW_ID, LogNotInitialisedError, LogTransaction
 from ledger.statemap.keys import MAX_VALUE_BYTES, StateKey, StateKeyError, encode_value
+from ledger.statemap.models import StateRoot
 from ledger.statemap.proof import EMPTY_HASH, INTERIOR_PREFIX, KEY_BITS, leaf_node, value_hash
 from ledger.statemap.tree import (
     MissingNodeError,
@@ -41,8 +43,6 @@ from ledger.statemap.tree import (
     update_tree,
 )
 from ledger.storage.db import Database
-from ledger.log.models import LogHead
-from ledger.statemap.models import StateNode, StateRoot
 
 MAX_UPDATES_PER_APPLY = 100_000
 """Bounds one transaction's memory (its updates and the nodes they create), like the log's
@@ -102,7 +102,7 @@ walk(depth, node, value) AS (
 )
 """
 
-_PROOF_STATEMENT = text(
+_PROOF_SQL = (
     "WITH RECURSIVE head AS ("  # noqa: S608 - constant SQL pieces
     + _HEAD_AT_VERSION
     + "),"
@@ -111,7 +111,8 @@ _PROOF_STATEMENT = text(
     "UNION ALL SELECT depth, node, value, NULL, NULL FROM walk"
 )
 """One statement, one snapshot: the log's size, the version's root and key count, and the
-nodes on the key's path from that root down to a leaf or an empty child."""
+nodes on the key's path from that root down to a leaf or an empty child. Run on the driver's
+cursor (`_driver_rows`): SQLAlchemy's statement and row handling cost as much as the read."""
 
 _PATH_STATEMENT = text(
     "WITH RECURSIVE "  # noqa: S608 - constant SQL pieces
@@ -120,6 +121,23 @@ _PATH_STATEMENT = text(
 )
 
 _ROOT_STATEMENT = text(_HEAD_AT_VERSION)
+
+
+def _driver_rows(
+    connection: Connection, sql: str, parameters: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run `sql` (named `:parameters`) on the driver's own cursor."""
+    if connection.dialect.name == "postgresql":
+        sql = _NAMED_PARAMETER.sub(r"%(\1)s", sql)
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def _key_bits(key_hash: bytes) -> str:
@@ -156,19 +174,16 @@ class StateMap:
         key_hash = key.hash if isinstance(key, StateKey) else key
         if len(key_hash) != 32:
             raise StateKeyError("a state-map key hash is 32 bytes")
+        parameters = {"version": version, "head_id": HEAD_ROW_ID} | _walk_parameters(key_hash)
         with self.database.snapshot() as connection:
-            rows = list(
-                connection.execute(
-                    _PROOF_STATEMENT,
-                    {"version": version, "head_id": HEAD_ROW_ID} | _walk_parameters(key_hash),
-                )
-            )
-        head = next((row for row in rows if row.depth == -1), None)
+            rows = _driver_rows(connection, _PROOF_SQL, parameters)
+        # Rows: (depth, node, value, log size, key count); depth -1 is the head row.
+        head = next((row for row in rows if row[0] == -1), None)
         if head is None:
             raise LogNotInitialisedError("the log is not initialised; run `carbonledger init`")
-        resolved = _resolve_version(version, head.log_size)
-        root = EMPTY_HASH if head.node is None else bytes(head.node)
-        path = sorted((row.depth, bytes(row.node), row.value) for row in rows if row.depth >= 0)
+        resolved = _resolve_version(version, head[3])
+        root = EMPTY_HASH if head[1] is None else bytes(head[1])
+        path = sorted((row[0], bytes(row[1]), row[2]) for row in rows if row[0] >= 0)
         if [depth for depth, _, _ in path] != list(range(len(path))):
             raise StateMapDamagedError(f"the path of key {key_hash.hex()} has gaps")
         try:
@@ -270,42 +285,109 @@ def apply_hashed_updates(
     return MapRoot(version, change.root, key_count)
 
 
-def bulk_load(session: Session, version: int, items: Sequence[tuple[bytes, bytes]]) -> MapRoot:
-    """Fill an empty map with (key hash, encoded value) `items`, sorted by key hash, as
-    `version` (same transaction contract as `apply_updates`).
+def bulk_load(
+    session: Session, version: int, keys: Sequence[bytes], values: Sequence[bytes]
+) -> MapRoot:
+    """Fill an empty map with `keys` (key hashes, sorted and distinct) and their encoded
+    `values`, as `version` (the transaction contract of `apply_updates`).
 
-    The tree comes from the same builder as `apply_updates`, so the nodes are the ones a
-    sequence of batches would have written; nodes are streamed to the database in chunks, so
-    memory holds the items, not the tree. For building a map from scratch (benchmarks, a
-    registry's first map); it is not bounded by `MAX_UPDATES_PER_APPLY`.
+    The tree comes from the builder `apply_updates` uses, so the nodes are the ones batches
+    of the same keys would leave. Nodes go to the database in chunks (memory holds the keys,
+    not the tree) and each value is read twice (for its row, for the tree), so `values` may
+    compute its items on demand. For building a map from scratch (benchmarks, a registry's
+    first map); not bounded by `MAX_UPDATES_PER_APPLY`.
     """
+    if len(keys) != len(values):
+        raise ValueError(f"{len(keys)} keys but {len(values)} values")
     latest = _lock_and_check(session, version)
     if latest.version != 0:
         raise StateVersionError(f"bulk loading needs an empty map; it has version {latest.version}")
-    keys = [key for key, _ in items]
-    leaves: list[bytes] = []
-    pending: list[tuple[bytes, bytes, bytes | None]] = []
-    for key, value in items:
+    staging = _Staging(session)
+    for key, value in zip(keys, values, strict=True):
+        if len(key) != 32:
+            raise StateKeyError(f"a state-map key hash is 32 bytes, not {len(key)}")
         if len(value) > MAX_VALUE_BYTES:
             raise StateLimitError(f"a value is {len(value)} bytes; the limit is {MAX_VALUE_BYTES}")
         leaf = leaf_node(key, value_hash(value))
-        leaves.append(leaf)
-        pending.append((hashlib.sha256(leaf).digest(), leaf, value))
-        if len(pending) >= INSERT_CHUNK:
-            _insert_nodes(session, pending)
-            pending.clear()
-
-    def sink(digest: bytes, node: bytes) -> None:
-        pending.append((digest, node, None))
-        if len(pending) >= INSERT_CHUNK:
-            _insert_nodes(session, pending)
-            pending.clear()
-
-    root = build_tree(keys, leaves, sink)
-    _insert_nodes(session, pending)
-    session.add(StateRoot(version=version, root=root, key_count=len(items)))
+        staging.add(hashlib.sha256(leaf).digest(), leaf, value)
+    root = build_tree(keys, _LeafView(keys, values), staging.add)
+    staging.move_into_place()
+    session.add(StateRoot(version=version, root=root, key_count=len(keys)))
     session.flush()
-    return MapRoot(version, root, len(items))
+    return MapRoot(version, root, len(keys))
+
+
+class _Staging:
+    """Rows of a bulk load, gathered in an unindexed temporary table and moved into
+    `state_node` in hash order at the end: B-tree pages then fill one after the other,
+    where inserting in tree order (random hashes) touches a random page per row."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.pending: list[tuple[bytes, bytes, bytes | None]] = []
+        session.execute(text("DROP TABLE IF EXISTS state_node_staging"))
+        session.execute(
+            text(
+                "CREATE TEMPORARY TABLE state_node_staging (hash BYTEA, node BYTEA, value BYTEA)"
+                if self.postgres
+                else "CREATE TEMPORARY TABLE state_node_staging (hash BLOB, node BLOB, value BLOB)"
+            )
+        )
+
+    def add(self, digest: bytes, node: bytes, value: bytes | None = None) -> None:
+        self.pending.append((digest, node, value))
+        if len(self.pending) >= INSERT_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        connection = self.session.connection()
+        if self.postgres:
+            driver_connection: Any = connection.connection.driver_connection
+            with (
+                driver_connection.cursor() as cursor,
+                cursor.copy("COPY state_node_staging FROM STDIN (FORMAT BINARY)") as copy,
+            ):
+                copy.set_types(["bytea", "bytea", "bytea"])
+                for row in self.pending:
+                    copy.write_row(row)
+        else:
+            connection.exec_driver_sql(
+                "INSERT INTO state_node_staging VALUES (?, ?, ?)", self.pending
+            )
+        self.pending.clear()
+
+    def move_into_place(self) -> None:
+        self.flush()
+        self.session.execute(
+            text(
+                "INSERT INTO state_node (hash, node, value) SELECT hash, node, value "
+                "FROM state_node_staging ORDER BY hash ON CONFLICT (hash) DO NOTHING"
+            )
+        )
+        self.session.execute(text("DROP TABLE state_node_staging"))
+
+
+class _LeafView(Sequence[bytes]):
+    """The leaf nodes of (key, value) pairs, computed when asked for, not held."""
+
+    def __init__(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
+        self.keys = keys
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(index, slice):
+            raise TypeError("leaf views are read one leaf at a time")
+        return leaf_node(self.keys[index], value_hash(self.values[index]))
 
 
 def _lock_and_check(session: Session, version: int) -> MapRoot:
@@ -337,15 +419,24 @@ def _lock_and_check(session: Session, version: int) -> MapRoot:
 
 def _insert_nodes(session: Session, rows: Iterable[tuple[bytes, bytes, bytes | None]]) -> None:
     """Insert nodes that may exist already (a value set back to an earlier one): a node's
-    row is a function of its hash, so an existing row is the same row."""
-    batch = [{"hash": digest, "node": node, "value": value} for digest, node, value in rows]
+    row is a function of its hash, so an existing row is the same row.
+
+    Rows go in hash order, so consecutive inserts land on the same or neighbouring B-tree
+    pages (hashes are random: in any other order each insert touches a page of its own), and
+    through the driver directly: SQLAlchemy's per-value bind processing cost more than the
+    inserts themselves.
+    """
+    batch = sorted(rows)
     if not batch:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(StateNode).on_conflict_do_nothing(index_elements=["hash"])
+    connection = session.connection()
+    placeholder = "%s" if connection.dialect.name == "postgresql" else "?"
+    statement = (
+        "INSERT INTO state_node (hash, node, value) "  # noqa: S608 - only the placeholders vary
+        f"VALUES ({placeholder}, {placeholder}, {placeholder}) ON CONFLICT (hash) DO NOTHING"
+    )
     for start in range(0, len(batch), INSERT_CHUNK):
-        session.execute(statement, batch[start : start + INSERT_CHUNK])
+        connection.exec_driver_sql(statement, batch[start : start + INSERT_CHUNK])
 
 
 class _PrefetchedNodes:
@@ -396,18 +487,28 @@ class _PrefetchedNodes:
 
     def fetch(self, hashes: Collection[bytes]) -> None:
         wanted = list(hashes)
-        for start in range(0, len(wanted), FETCH_CHUNK):
-            rows = self.session.execute(
-                select(StateNode.hash, StateNode.node).where(
-                    StateNode.hash.in_(wanted[start : start + FETCH_CHUNK])
+        connection = self.session.connection()
+        placeholder = "%s" if connection.dialect.name == "postgresql" else "?"
+        # The driver's cursor directly: SQLAlchemy's row objects cost more than the lookups.
+        cursor = connection.connection.cursor()
+        try:
+            rows: list[tuple[bytes, bytes]] = []
+            for start in range(0, len(wanted), FETCH_CHUNK):
+                chunk = wanted[start : start + FETCH_CHUNK]
+                cursor.execute(
+                    "SELECT hash, node FROM state_node WHERE hash IN "  # noqa: S608 - placeholders
+                    f"({', '.join([placeholder] * len(chunk))})",
+                    tuple(chunk),
                 )
-            )
-            for node_hash, stored in rows:
-                node = bytes(stored)
-                # A damaged row must not pass for the node its key names.
-                if hashlib.sha256(node).digest() != node_hash:
-                    raise StateMapDamagedError(f"stored node {bytes(node_hash).hex()} is damaged")
-                self.nodes[bytes(node_hash)] = node
+                rows.extend(cursor.fetchall())
+        finally:
+            cursor.close()
+        for node_hash, stored in rows:
+            node = bytes(stored)
+            # A damaged row must not pass for the node its key names.
+            if hashlib.sha256(node).digest() != node_hash:
+                raise StateMapDamagedError(f"stored node {bytes(node_hash).hex()} is damaged")
+            self.nodes[bytes(node_hash)] = node
 
 
 # ------------------------------------------------------------------ the log's companion
