@@ -19,6 +19,7 @@ checked against the hash its parent names before it goes into a proof.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -111,33 +112,35 @@ _PROOF_SQL = (
     "UNION ALL SELECT depth, node, value, NULL, NULL FROM walk"
 )
 """One statement, one snapshot: the log's size, the version's root and key count, and the
-nodes on the key's path from that root down to a leaf or an empty child. Run on the driver's
-cursor (`_driver_rows`): SQLAlchemy's statement and row handling cost as much as the read."""
+nodes on the key's path from that root down to a leaf or an empty child."""
 
-_PATH_STATEMENT = text(
+_PATH_SQL = (
     "WITH RECURSIVE "  # noqa: S608 - constant SQL pieces
     + _WALK.format(seed="state_node AS n WHERE n.hash = :root")
     + "SELECT depth, node FROM walk"
 )
+"""The nodes on a key's path from a given root (a batch's reads at the head)."""
 
-_ROOT_STATEMENT = text(_HEAD_AT_VERSION)
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+
+
+@functools.cache
+def _in_driver_style(sql: str, dialect: str) -> str:
+    """`:name` parameters as the driver spells them (psycopg: `%(name)s`)."""
+    return _NAMED_PARAMETER.sub(r"%(\1)s", sql) if dialect == "postgresql" else sql
 
 
 def _driver_rows(
     connection: Connection, sql: str, parameters: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
-    """Run `sql` (named `:parameters`) on the driver's own cursor."""
-    if connection.dialect.name == "postgresql":
-        sql = _NAMED_PARAMETER.sub(r"%(\1)s", sql)
+    """Run `sql` on the driver's own cursor: SQLAlchemy's statement and row handling cost
+    as much as a proof's lookups."""
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(sql, parameters)
+        cursor.execute(_in_driver_style(sql, connection.dialect.name), parameters)
         return list(cursor.fetchall())
     finally:
         cursor.close()
-
-
-_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def _key_bits(key_hash: bytes) -> str:
@@ -158,14 +161,14 @@ class StateMap:
         """The root after entries 0..version-1 (default: the log's current size)."""
         _check_version_argument(version)
         with self.database.snapshot() as connection:
-            row = connection.execute(
-                _ROOT_STATEMENT, {"version": version, "head_id": HEAD_ROW_ID}
-            ).one_or_none()
-        if row is None:
+            rows = _driver_rows(
+                connection, _HEAD_AT_VERSION, {"version": version, "head_id": HEAD_ROW_ID}
+            )
+        if not rows:
             raise LogNotInitialisedError("the log is not initialised; run `carbonledger init`")
-        resolved = _resolve_version(version, row.log_size)
-        root = EMPTY_HASH if row.root is None else bytes(row.root)
-        return MapRoot(resolved, root, row.key_count or 0)
+        log_size, root, key_count = rows[0]
+        resolved = _resolve_version(version, log_size)
+        return MapRoot(resolved, EMPTY_HASH if root is None else bytes(root), key_count or 0)
 
     def prove(self, key: StateKey | bytes, version: int | None = None) -> StateProofResult:
         """The key's value (None if absent) at `version` (default: the log's current size),
@@ -461,7 +464,9 @@ class _PrefetchedNodes:
     def read_path(self, root: bytes, key_hash: bytes) -> None:
         if root == EMPTY_HASH:
             return
-        rows = self.session.execute(_PATH_STATEMENT, {"root": root} | _walk_parameters(key_hash))
+        rows = _driver_rows(
+            self.session.connection(), _PATH_SQL, {"root": root} | _walk_parameters(key_hash)
+        )
         for _, stored in rows:
             node = bytes(stored)
             self.nodes[hashlib.sha256(node).digest()] = node
