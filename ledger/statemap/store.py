@@ -1,4 +1,5 @@
-"""The stored state map: nodes by hash, one root per log size, and the log transaction hook.
+"""The stored state map: nodes appended in write order, a root per log size, and the hook
+into the log's transactions.
 
     with registry.log.write() as tx:
         index = tx.append({"kind": "certificate.retired/1", ...})   # the leaf
@@ -6,15 +7,19 @@
     # the leaf, the map's new nodes and its root at the new size commit together, or neither
 
 Versions are log sizes: the map at version N is the state after entries 0..N-1 (what the
-checkpoint for size N will carry). A transaction that changes the map writes its new nodes
-(`state_node`, addressed by hash, shared by every version that contains them) and its root
-(`state_root`, keyed by the log size after its leaves). Nothing is ever updated or deleted,
-so every past version stays provable (docs/state-map.md, "Retention").
+checkpoint for size N will carry). A transaction that changes the map appends its new nodes to
+`state_node` and its root to `state_root` (keyed by the log size after its leaves). Nodes are
+shared by every later version that still contains them and are never changed or deleted, so
+every past version stays provable (docs/state-map.md, "Retention").
 
-Reads follow the log's conventions (decision 15): a proof at any version is one statement on
-an autocommit connection — the log's size, the version's root and, through a recursive CTE,
-the nodes on the key's path, one index lookup per level (≈ log2 n). Every node read is
-checked against the hash its parent names before it goes into a proof.
+Rows are numbered in the order they are written and an interior row names the rows of its
+children, so reads follow row ids and writes only ever append (decision 53): keyed by hash, each
+new node would land on a B-tree page of its own. Nothing read is trusted: each node is checked
+against the hash its parent holds before it is used or goes into a proof.
+
+Reads follow the log's conventions (decision 15): a proof at any version is one statement on an
+autocommit connection — the log's size, the version's root and, through a recursive CTE, the
+nodes on the key's path, one primary-key lookup per level (≈ log2 n).
 """
 
 from __future__ import annotations
@@ -22,18 +27,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from ledger.log.models import LogHead
 from ledger.log.store import HEAD_ROW_ID, LogNotInitialisedError, LogTransaction
 from ledger.statemap.keys import MAX_VALUE_BYTES, StateKey, StateKeyError, encode_value
-from ledger.statemap.models import StateRoot
-from ledger.statemap.proof import EMPTY_HASH, INTERIOR_PREFIX, KEY_BITS, leaf_node, value_hash
+from ledger.statemap.proof import (
+    EMPTY_HASH,
+    INTERIOR_PREFIX,
+    KEY_BITS,
+    key_bit,
+    leaf_node,
+    value_hash,
+)
 from ledger.statemap.tree import (
     MissingNodeError,
     StateProofResult,
@@ -49,7 +60,7 @@ MAX_UPDATES_PER_APPLY = 100_000
 """Bounds one transaction's memory (its updates and the nodes they create), like the log's
 `MAX_LEAVES_PER_TRANSACTION`."""
 FETCH_CHUNK = 5_000
-"""Node hashes per `IN` lookup: under every driver's parameter limit."""
+"""Row ids per `IN` lookup: under every driver's parameter limit."""
 INSERT_CHUNK = 10_000
 PATH_READ_BATCH = 4
 """Up to this many updates, each key's path is read with one statement (the proof query);
@@ -81,34 +92,37 @@ class MapRoot:
     key_count: int
 
 
-# ------------------------------------------------------------------------------ reads
+# ------------------------------------------------------------------------------- SQL
 
 _HEAD_AT_VERSION = """
-SELECT l.size AS log_size,
-       (SELECT r.root FROM state_root AS r WHERE r.version <= COALESCE(:version, l.size)
-        ORDER BY r.version DESC LIMIT 1) AS root,
-       (SELECT r.key_count FROM state_root AS r WHERE r.version <= COALESCE(:version, l.size)
-        ORDER BY r.version DESC LIMIT 1) AS key_count
-FROM log_head AS l WHERE l.id = :head_id
+SELECT l.size AS log_size, r.root AS root, r.root_id AS root_id, r.key_count AS key_count
+FROM log_head AS l LEFT JOIN state_root AS r ON r.version = (
+    SELECT s.version FROM state_root AS s WHERE s.version <= COALESCE(:version, l.size)
+    ORDER BY s.version DESC LIMIT 1)
+WHERE l.id = :head_id
 """
+"""The log's size and the newest map version at or below the asked-for size (or the log's
+size): its root, the root's row and the key count; NULLs before the map's first version."""
 
 _WALK = """
-walk(depth, node, value) AS (
-    SELECT 0, n.node, n.value FROM {seed}
+walk(depth, id, node, left_id, right_id, value) AS (
+    SELECT 0, n.id, n.node, n.left_id, n.right_id, n.value FROM {seed}
     UNION ALL
-    SELECT w.depth + 1, n.node, n.value
-    FROM walk AS w JOIN state_node AS n ON n.hash = substr(
-        w.node, CASE substr(CAST(:bits AS TEXT), w.depth + 1, 1) WHEN '1' THEN 34 ELSE 2 END, 32)
-    WHERE substr(w.node, 1, 1) = :interior AND w.depth < :max_depth
+    SELECT w.depth + 1, n.id, n.node, n.left_id, n.right_id, n.value
+    FROM walk AS w JOIN state_node AS n ON n.id = CASE substr(CAST(:bits AS TEXT), w.depth + 1, 1)
+        WHEN '1' THEN w.right_id ELSE w.left_id END
+    WHERE w.depth < :max_depth
 )
 """
+"""Down a key's path: the child on the side of the key's next bit, until a leaf (no child
+rows) or an empty child (NULL)."""
 
 _PROOF_SQL = (
     "WITH RECURSIVE head AS ("  # noqa: S608 - constant SQL pieces
     + _HEAD_AT_VERSION
     + "),"
-    + _WALK.format(seed="head JOIN state_node AS n ON n.hash = head.root")
-    + "SELECT -1 AS depth, root AS node, NULL AS value, log_size, key_count FROM head "
+    + _WALK.format(seed="head JOIN state_node AS n ON n.id = head.root_id")
+    + "SELECT -1, root, NULL, log_size, key_count FROM head "
     "UNION ALL SELECT depth, node, value, NULL, NULL FROM walk"
 )
 """One statement, one snapshot: the log's size, the version's root and key count, and the
@@ -116,10 +130,16 @@ nodes on the key's path from that root down to a leaf or an empty child."""
 
 _PATH_SQL = (
     "WITH RECURSIVE "  # noqa: S608 - constant SQL pieces
-    + _WALK.format(seed="state_node AS n WHERE n.hash = :root")
-    + "SELECT depth, node FROM walk"
+    + _WALK.format(seed="state_node AS n WHERE n.id = :root_id")
+    + "SELECT id, node, left_id, right_id FROM walk"
 )
-"""The nodes on a key's path from a given root (a batch's reads at the head)."""
+"""The rows on a key's path from the head's root (a small batch's reads)."""
+
+_LATEST = """
+SELECT r.version, r.root, r.root_id, r.key_count,
+       (SELECT COALESCE(MAX(n.id), 0) FROM state_node AS n)
+FROM state_root AS r ORDER BY r.version DESC LIMIT 1
+"""
 
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -131,7 +151,7 @@ def _in_driver_style(sql: str, dialect: str) -> str:
 
 
 def _driver_rows(
-    connection: Connection, sql: str, parameters: Mapping[str, Any]
+    connection: Connection, sql: str, parameters: Mapping[str, Any] | Sequence[Any]
 ) -> list[tuple[Any, ...]]:
     """Run `sql` on the driver's own cursor: SQLAlchemy's statement and row handling cost
     as much as a proof's lookups."""
@@ -143,12 +163,11 @@ def _driver_rows(
         cursor.close()
 
 
-def _key_bits(key_hash: bytes) -> str:
-    return format(int.from_bytes(key_hash, "big"), "0256b")
-
-
 def _walk_parameters(key_hash: bytes) -> dict[str, Any]:
-    return {"bits": _key_bits(key_hash), "interior": INTERIOR_PREFIX, "max_depth": KEY_BITS}
+    return {"bits": format(int.from_bytes(key_hash, "big"), "0256b"), "max_depth": KEY_BITS}
+
+
+# ------------------------------------------------------------------------------ reads
 
 
 class StateMap:
@@ -166,7 +185,7 @@ class StateMap:
             )
         if not rows:
             raise LogNotInitialisedError("the log is not initialised; run `carbonledger init`")
-        log_size, root, key_count = rows[0]
+        log_size, root, _, key_count = rows[0]
         resolved = _resolve_version(version, log_size)
         return MapRoot(resolved, EMPTY_HASH if root is None else bytes(root), key_count or 0)
 
@@ -263,28 +282,21 @@ def apply_hashed_updates(
                 f"value of key {key_hash.hex()} is {len(value)} bytes; the limit is "
                 f"{MAX_VALUE_BYTES}"
             )
-    latest = _lock_and_check(session, version)
-    reader = _PrefetchedNodes(session)
+    head = _lock_and_check(session, version)
+    rows = _StoredRows(session, head.root, head.root_id)
     if len(updates) <= PATH_READ_BATCH:
         for key_hash in updates:
-            reader.read_path(latest.root, key_hash)
+            rows.read_path(key_hash)
     else:
-        reader.read_levels(latest.root, sorted(updates))
+        rows.read_levels(sorted(updates))
     try:
-        change = update_tree(latest.root, updates.items(), reader)
+        change = update_tree(head.root, updates.items(), rows.node)
     except StateTreeError as exc:
-        raise StateMapDamagedError(f"state map at version {latest.version}: {exc}") from exc
-    key_count = latest.key_count + change.key_count_delta
+        raise StateMapDamagedError(f"state map at version {head.version}: {exc}") from exc
+    key_count = head.key_count + change.key_count_delta
     assert key_count >= 0, "more keys deleted than the map held"
-    _insert_nodes(
-        session,
-        (
-            (digest, node, change.new_values.get(digest))
-            for digest, node in change.new_nodes.items()
-        ),
-    )
-    session.add(StateRoot(version=version, root=change.root, key_count=key_count))
-    session.flush()
+    root_id = rows.append(change.new_nodes, change.new_values, head.next_id, change.root)
+    _insert_root(session, version, change.root, root_id, key_count)
     return MapRoot(version, change.root, key_count)
 
 
@@ -295,93 +307,61 @@ def bulk_load(
     `values`, as `version` (the transaction contract of `apply_updates`).
 
     The tree comes from the builder `apply_updates` uses, so the nodes are the ones batches
-    of the same keys would leave. Nodes go to the database in chunks (memory holds the keys,
-    not the tree) and each value is read twice (for its row, for the tree), so `values` may
-    compute its items on demand. For building a map from scratch (benchmarks, a registry's
-    first map); not bounded by `MAX_UPDATES_PER_APPLY`.
+    of the same keys would leave. Rows are streamed to the database in chunks — the leaves in
+    key order, then the interior nodes children first — so memory holds the keys, not the tree,
+    and each value is read twice (for its row, for the tree): `values` may compute its items on
+    demand. For building a map from scratch (benchmarks, a registry's first map); not bounded
+    by `MAX_UPDATES_PER_APPLY`.
     """
     if len(keys) != len(values):
         raise ValueError(f"{len(keys)} keys but {len(values)} values")
-    latest = _lock_and_check(session, version)
-    if latest.version != 0:
-        raise StateVersionError(f"bulk loading needs an empty map; it has version {latest.version}")
-    staging = _Staging(session)
-    for key, value in zip(keys, values, strict=True):
+    head = _lock_and_check(session, version)
+    if head.version != 0:
+        raise StateVersionError(f"bulk loading needs an empty map; it has version {head.version}")
+    writer = _RowWriter(session.connection())
+    first_leaf_id = head.next_id
+    for offset, (key, value) in enumerate(zip(keys, values, strict=True)):
         if len(key) != 32:
             raise StateKeyError(f"a state-map key hash is 32 bytes, not {len(key)}")
         if len(value) > MAX_VALUE_BYTES:
             raise StateLimitError(f"a value is {len(value)} bytes; the limit is {MAX_VALUE_BYTES}")
-        leaf = leaf_node(key, value_hash(value))
-        staging.add(hashlib.sha256(leaf).digest(), leaf, value)
-    root = build_tree(keys, _LeafView(keys, values), staging.add)
-    staging.move_into_place()
-    session.add(StateRoot(version=version, root=root, key_count=len(keys)))
-    session.flush()
+        writer.add((first_leaf_id + offset, leaf_node(key, value_hash(value)), None, None, value))
+    # Built bottom-up, each node is consumed by its parent right after its sibling: the ids of
+    # the nodes waiting for a parent (at most one per level) are all that must be remembered.
+    waiting: dict[bytes, int] = {}
+    next_id = first_leaf_id + len(keys)
+
+    def leaf_at(index: int) -> bytes:
+        leaf = leaf_node(keys[index], value_hash(values[index]))
+        waiting[hashlib.sha256(leaf).digest()] = first_leaf_id + index
+        return leaf
+
+    def sink(digest: bytes, node: bytes) -> None:
+        nonlocal next_id
+        left, right = node[1:33], node[33:65]
+        left_id = None if left == EMPTY_HASH else waiting.pop(left)
+        right_id = None if right == EMPTY_HASH else waiting.pop(right)
+        writer.add((next_id, node, left_id, right_id, None))
+        waiting[digest] = next_id
+        next_id += 1
+
+    root = build_tree(keys, _LeafView(len(keys), leaf_at), sink)
+    writer.flush()
+    root_id = waiting.pop(root) if keys else None
+    assert not waiting, "every node but the root has a parent"
+    _insert_root(session, version, root, root_id, len(keys))
     return MapRoot(version, root, len(keys))
 
 
-class _Staging:
-    """Rows of a bulk load, gathered in an unindexed temporary table and moved into
-    `state_node` in hash order at the end: B-tree pages then fill one after the other,
-    where inserting in tree order (random hashes) touches a random page per row."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.postgres = session.get_bind().dialect.name == "postgresql"
-        self.pending: list[tuple[bytes, bytes, bytes | None]] = []
-        session.execute(text("DROP TABLE IF EXISTS state_node_staging"))
-        session.execute(
-            text(
-                "CREATE TEMPORARY TABLE state_node_staging (hash BYTEA, node BYTEA, value BYTEA)"
-                if self.postgres
-                else "CREATE TEMPORARY TABLE state_node_staging (hash BLOB, node BLOB, value BLOB)"
-            )
-        )
-
-    def add(self, digest: bytes, node: bytes, value: bytes | None = None) -> None:
-        self.pending.append((digest, node, value))
-        if len(self.pending) >= INSERT_CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        connection = self.session.connection()
-        if self.postgres:
-            driver_connection: Any = connection.connection.driver_connection
-            with (
-                driver_connection.cursor() as cursor,
-                cursor.copy("COPY state_node_staging FROM STDIN (FORMAT BINARY)") as copy,
-            ):
-                copy.set_types(["bytea", "bytea", "bytea"])
-                for row in self.pending:
-                    copy.write_row(row)
-        else:
-            connection.exec_driver_sql(
-                "INSERT INTO state_node_staging VALUES (?, ?, ?)", self.pending
-            )
-        self.pending.clear()
-
-    def move_into_place(self) -> None:
-        self.flush()
-        self.session.execute(
-            text(
-                "INSERT INTO state_node (hash, node, value) SELECT hash, node, value "
-                "FROM state_node_staging ORDER BY hash ON CONFLICT (hash) DO NOTHING"
-            )
-        )
-        self.session.execute(text("DROP TABLE state_node_staging"))
-
-
 class _LeafView(Sequence[bytes]):
-    """The leaf nodes of (key, value) pairs, computed when asked for, not held."""
+    """Leaf nodes made when the builder asks for them, not held."""
 
-    def __init__(self, keys: Sequence[bytes], values: Sequence[bytes]) -> None:
-        self.keys = keys
-        self.values = values
+    def __init__(self, size: int, leaf_at: Any) -> None:
+        self.size = size
+        self.leaf_at = leaf_at
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.size
 
     @overload
     def __getitem__(self, index: int) -> bytes: ...
@@ -389,13 +369,26 @@ class _LeafView(Sequence[bytes]):
     def __getitem__(self, index: slice) -> Sequence[bytes]: ...
     def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
         if isinstance(index, slice):
-            raise TypeError("leaf views are read one leaf at a time")
-        return leaf_node(self.keys[index], value_hash(self.values[index]))
+            raise TypeError("leaves are made one at a time")
+        leaf: bytes = self.leaf_at(index)
+        return leaf
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise TypeError("leaves are made one at a time")
 
 
-def _lock_and_check(session: Session, version: int) -> MapRoot:
-    """Take (or confirm) the log's writer lock and check that `version` is the size this
-    transaction is about to create. Returns the map's latest version."""
+@dataclass(frozen=True, slots=True)
+class _Head:
+    version: int
+    root: bytes
+    root_id: int | None
+    key_count: int
+    next_id: int
+
+
+def _lock_and_check(session: Session, version: int) -> _Head:
+    """Take (or confirm) the log's writer lock, check that `version` is the size this
+    transaction is about to create, and read the map's newest version and next row id."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise StateVersionError(f"map version {version!r} is not a log size of at least 1")
     log_size = session.execute(
@@ -408,78 +401,138 @@ def _lock_and_check(session: Session, version: int) -> MapRoot:
             f"map version {version} must be the size after this transaction's leaves; the log "
             f"already has {log_size} entries (a state change needs the entry that causes it)"
         )
-    row = session.execute(
-        select(StateRoot.version, StateRoot.root, StateRoot.key_count)
-        .order_by(StateRoot.version.desc())
-        .limit(1)
-    ).one_or_none()
-    if row is None:
-        return MapRoot(0, EMPTY_HASH, 0)
+    rows = _driver_rows(session.connection(), _LATEST, {})
+    if not rows:
+        next_id = _driver_rows(
+            session.connection(), "SELECT COALESCE(MAX(id), 0) FROM state_node", {}
+        )[0][0]
+        return _Head(0, EMPTY_HASH, None, 0, next_id + 1)
+    latest, root, root_id, key_count, max_id = rows[0]
     # The map never runs ahead of the log: its versions are sizes the log has reached.
-    assert row.version <= log_size, "state map is ahead of the log"
-    return MapRoot(row.version, row.root, row.key_count)
+    assert latest <= log_size, "state map is ahead of the log"
+    return _Head(latest, bytes(root), root_id, key_count, max_id + 1)
 
 
-def _insert_nodes(session: Session, rows: Iterable[tuple[bytes, bytes, bytes | None]]) -> None:
-    """Insert nodes that may exist already (a value set back to an earlier one): a node's
-    row is a function of its hash, so an existing row is the same row.
-
-    Rows go in hash order, so consecutive inserts land on the same or neighbouring B-tree
-    pages (hashes are random: in any other order each insert touches a page of its own), and
-    through the driver directly: SQLAlchemy's per-value bind processing cost more than the
-    inserts themselves.
-    """
-    batch = sorted(rows)
-    if not batch:
-        return
-    connection = session.connection()
-    placeholder = "%s" if connection.dialect.name == "postgresql" else "?"
-    statement = (
-        "INSERT INTO state_node (hash, node, value) "  # noqa: S608 - only the placeholders vary
-        f"VALUES ({placeholder}, {placeholder}, {placeholder}) ON CONFLICT (hash) DO NOTHING"
+def _insert_root(
+    session: Session, version: int, root: bytes, root_id: int | None, key_count: int
+) -> None:
+    _driver_execute(
+        session.connection(),
+        "INSERT INTO state_root (version, root, root_id, key_count) VALUES (?, ?, ?, ?)",
+        [(version, root, root_id, key_count)],
     )
-    for start in range(0, len(batch), INSERT_CHUNK):
-        connection.exec_driver_sql(statement, batch[start : start + INSERT_CHUNK])
 
 
-class _PrefetchedNodes:
-    """Old nodes of the paths a batch touches, read before the batch is computed: with one
-    statement per key for small batches, level by level (each node once) for large ones.
-    A node the computation needs beyond those (the leaf that moves up after a deletion) is
-    read on demand."""
+def _driver_execute(connection: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """An executemany through the driver (`?` placeholders)."""
+    if connection.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+
+_NodeRow = tuple[int, bytes, int | None, int | None, bytes | None]
+"""(id, node, left child's id, right child's id, value)."""
+
+
+class _RowWriter:
+    """Appends node rows in chunks: through COPY on PostgreSQL, an executemany on SQLite."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.pending: list[_NodeRow] = []
+
+    def add(self, row: _NodeRow) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= INSERT_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        if self.connection.dialect.name == "postgresql":
+            driver_connection: Any = self.connection.connection.driver_connection
+            with (
+                driver_connection.cursor() as cursor,
+                cursor.copy(
+                    "COPY state_node (id, node, left_id, right_id, value) FROM STDIN "
+                    "(FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(["int8", "bytea", "int8", "int8", "bytea"])
+                for row in self.pending:
+                    copy.write_row(row)
+        else:
+            _driver_execute(
+                self.connection,
+                "INSERT INTO state_node (id, node, left_id, right_id, value) "
+                "VALUES (?, ?, ?, ?, ?)",
+                self.pending,
+            )
+        self.pending.clear()
+
+
+class _StoredRows:
+    """The old tree's rows a batch reads, and the rows it appends.
+
+    Paths are read before the batch is computed (one statement per key for small batches,
+    level by level for large ones, each row once); every row read is checked against the hash
+    its parent holds, and the ids of its children are remembered, so that a node the
+    computation needs beyond the paths (the leaf that moves up after a deletion) is one
+    lookup by id, and new interior nodes can name the rows of old children.
+    """
+
+    def __init__(self, session: Session, root: bytes, root_id: int | None) -> None:
+        self.connection = session.connection()
+        self.root = root
         self.nodes: dict[bytes, bytes] = {}
+        self.ids: dict[bytes, int] = {}
+        if root != EMPTY_HASH:
+            if root_id is None:
+                raise StateMapDamagedError("the map's root has no stored row")
+            self.ids[root] = root_id
 
-    def __call__(self, node_hash: bytes) -> bytes:
+    def node(self, node_hash: bytes) -> bytes:
+        """The `NodeReader` of `update_tree`."""
         node = self.nodes.get(node_hash)
         if node is None:
-            self.fetch([node_hash])
-            node = self.nodes.get(node_hash)
-            if node is None:
-                raise MissingNodeError(f"node {node_hash.hex()} is not stored")
+            row_id = self.ids.get(node_hash)
+            if row_id is None:
+                raise MissingNodeError(f"node {node_hash.hex()} is not on a path that was read")
+            self._fetch({row_id: node_hash})
+            node = self.nodes[node_hash]
         return node
 
-    def read_path(self, root: bytes, key_hash: bytes) -> None:
-        if root == EMPTY_HASH:
+    def read_path(self, key_hash: bytes) -> None:
+        if self.root == EMPTY_HASH:
             return
         rows = _driver_rows(
-            self.session.connection(), _PATH_SQL, {"root": root} | _walk_parameters(key_hash)
+            self.connection,
+            _PATH_SQL,
+            {"root_id": self.ids[self.root]} | _walk_parameters(key_hash),
         )
-        for _, stored in rows:
+        expected = self.root
+        for depth, (row_id, stored, left_id, right_id) in enumerate(rows):
             node = bytes(stored)
-            self.nodes[hashlib.sha256(node).digest()] = node
+            self._remember(expected, row_id, node, left_id, right_id)
+            if node[0] != INTERIOR_PREFIX[0]:
+                break
+            expected = node[33:65] if key_bit(key_hash, depth) else node[1:33]
+            if expected == EMPTY_HASH:
+                break
 
-    def read_levels(self, root: bytes, keys: Sequence[bytes]) -> None:
-        frontier = [(0, root, 0, len(keys))] if root != EMPTY_HASH else []
+    def read_levels(self, keys: Sequence[bytes]) -> None:
+        frontier = [] if self.root == EMPTY_HASH else [(0, self.root, 0, len(keys))]
         while frontier:
-            self.fetch({node_hash for _, node_hash, _, _ in frontier} - self.nodes.keys())
+            self._fetch(
+                {self.ids[h]: h for _, h, _, _ in frontier if h not in self.nodes},
+            )
             next_frontier = []
             for depth, node_hash, lo, hi in frontier:
-                node = self.nodes.get(node_hash)
-                if node is None:
-                    raise StateMapDamagedError(f"node {node_hash.hex()} is not stored")
+                node = self.nodes[node_hash]
                 if node[0] != INTERIOR_PREFIX[0]:
                     continue
                 mid = split_point(keys, depth, lo, hi)
@@ -490,30 +543,67 @@ class _PrefetchedNodes:
                     next_frontier.append((depth + 1, right, mid, hi))
             frontier = next_frontier
 
-    def fetch(self, hashes: Collection[bytes]) -> None:
-        wanted = list(hashes)
-        connection = self.session.connection()
-        placeholder = "%s" if connection.dialect.name == "postgresql" else "?"
-        # The driver's cursor directly: SQLAlchemy's row objects cost more than the lookups.
-        cursor = connection.connection.cursor()
-        try:
-            rows: list[tuple[bytes, bytes]] = []
-            for start in range(0, len(wanted), FETCH_CHUNK):
-                chunk = wanted[start : start + FETCH_CHUNK]
-                cursor.execute(
-                    "SELECT hash, node FROM state_node WHERE hash IN "  # noqa: S608 - placeholders
-                    f"({', '.join([placeholder] * len(chunk))})",
-                    tuple(chunk),
-                )
-                rows.extend(cursor.fetchall())
-        finally:
-            cursor.close()
-        for node_hash, stored in rows:
-            node = bytes(stored)
-            # A damaged row must not pass for the node its key names.
-            if hashlib.sha256(node).digest() != node_hash:
-                raise StateMapDamagedError(f"stored node {bytes(node_hash).hex()} is damaged")
-            self.nodes[bytes(node_hash)] = node
+    def _fetch(self, wanted: Mapping[int, bytes]) -> None:
+        """Read rows by id; `wanted` maps each id to the hash its parent holds."""
+        ids = list(wanted)
+        placeholder = "%s" if self.connection.dialect.name == "postgresql" else "?"
+        for start in range(0, len(ids), FETCH_CHUNK):
+            chunk = ids[start : start + FETCH_CHUNK]
+            rows = _driver_rows(
+                self.connection,
+                "SELECT id, node, left_id, right_id FROM state_node "  # noqa: S608 - placeholders
+                f"WHERE id IN ({', '.join([placeholder] * len(chunk))})",
+                tuple(chunk),
+            )
+            for row_id, node, left_id, right_id in rows:
+                self._remember(wanted[row_id], row_id, bytes(node), left_id, right_id)
+        missing = [row_id for row_id, h in wanted.items() if h not in self.nodes]
+        if missing:
+            raise StateMapDamagedError(f"state-map rows {missing[:5]} are missing")
+
+    def _remember(
+        self,
+        expected: bytes,
+        row_id: int,
+        node: bytes,
+        left_id: int | None,
+        right_id: int | None,
+    ) -> None:
+        # A damaged row must not pass for the node its parent names.
+        if hashlib.sha256(node).digest() != expected:
+            raise StateMapDamagedError(f"state-map row {row_id} does not hash to {expected.hex()}")
+        self.nodes[expected] = node
+        self.ids[expected] = row_id
+        if node[0] == INTERIOR_PREFIX[0]:
+            for child, child_id in ((node[1:33], left_id), (node[33:65], right_id)):
+                if child != EMPTY_HASH:
+                    if child_id is None:
+                        raise StateMapDamagedError(f"state-map row {row_id} lacks a child's id")
+                    self.ids[child] = child_id
+
+    def append(
+        self,
+        new_nodes: Mapping[bytes, bytes],
+        new_values: Mapping[bytes, bytes],
+        next_id: int,
+        root: bytes,
+    ) -> int | None:
+        """Append the batch's new nodes (a node whose row exists already, like a value set
+        back, keeps that row) and return the row id of `root` (None for the empty map)."""
+        fresh = [digest for digest in new_nodes if digest not in self.ids]
+        for offset, digest in enumerate(fresh):
+            self.ids[digest] = next_id + offset
+        writer = _RowWriter(self.connection)
+        for digest in fresh:
+            node = new_nodes[digest]
+            left_id = right_id = None
+            if node[0] == INTERIOR_PREFIX[0]:
+                left, right = node[1:33], node[33:65]
+                left_id = None if left == EMPTY_HASH else self.ids[left]
+                right_id = None if right == EMPTY_HASH else self.ids[right]
+            writer.add((self.ids[digest], node, left_id, right_id, new_values.get(digest)))
+        writer.flush()
+        return None if root == EMPTY_HASH else self.ids[root]
 
 
 # ------------------------------------------------------------------ the log's companion

@@ -6,8 +6,9 @@ reading old nodes through a callback; `build_tree` builds a tree from sorted lea
 (`ledger.statemap.store`) and the in-memory map below (`MemoryStateMap`, for the auditor and
 the tests) both run these, so they cannot disagree about the tree's shape.
 
-Nodes are addressed by their hash. A node is its own hash preimage (`ledger.statemap.proof`):
-0x02 ‖ key hash ‖ value hash for a leaf, 0x03 ‖ left ‖ right for an interior node. The tree is
+Here nodes are named by their hash (the store maps hashes to its row ids). A node is its own
+hash preimage (`ledger.statemap.proof`): 0x02 ‖ key hash ‖ value hash for a leaf,
+0x03 ‖ left ‖ right for an interior node. The tree is
 canonical (a pure function of its set of keys and values): a subtree with no key is empty, a
 subtree with one key is that key's leaf, a subtree with two or more is an interior node.
 """

@@ -8,9 +8,9 @@ PostgreSQL (10^6):
   `certificate/bench-<n>`, values `{"kind":"certificate.state/1","n":<n>}`);
 - proof read: `StateMap.prove` of random members and non-members at the head, served alone
   and served plus verified (`ledger.statemap.proof.verify_state` against the root the build
-  returned), beside a bare indexed point read of one row of the same table on the same
-  database (`SELECT value FROM state_node WHERE hash = ?`, same connection handling), and
-  the ratio of their medians; target ≤ 1 ms median at 10^7 keys;
+  returned), beside a bare point read of one row of the same table on the same database
+  (`SELECT node, value FROM state_node WHERE id = ?`, same connection handling), and the
+  ratio of their medians; target ≤ 1 ms median at 10^7 keys;
 - updates: one log transaction per batch (one leaf + `state_updates(tx)`, commit included)
   for batches of 1, 100 and 10,000 keys (90 % changed values of existing keys, 10 % new
   keys), as keys/s, with the database bytes each updated key adds (every version is kept);
@@ -62,13 +62,13 @@ from _common import (
     utc_timestamp,
 )
 from log import select_backends, sqlite_file_sizes, throwaway_postgres_database
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 from ledger.statemap.keys import Namespace, StateKey, encode_value
-from ledger.statemap.models import StateNode
-from ledger.statemap.proof import EMPTY_HASH, verify_state
+from ledger.statemap.models import StateNode, StateRoot
+from ledger.statemap.proof import verify_state
 from ledger.statemap.store import (
     MapRoot,
     StateMap,
@@ -78,10 +78,10 @@ from ledger.statemap.store import (
 )
 
 MAX_BENCH_SIZE = 5 * 10**7
-"""~340 bytes per key on disk (plus as much again for the WAL and the sort while loading):
+"""~260 bytes per key on disk, as much again in the WAL while the one-transaction build commits:
 refuse sizes that would fill the disk over a typo."""
-BYTES_PER_KEY_ESTIMATE = 1_200
-"""Disk needed per key during the build (database, WAL, sort files), with margin."""
+BYTES_PER_KEY_ESTIMATE = 800
+"""Disk needed per key during the build (database and WAL), with margin."""
 
 FULL_SQLITE_SIZES = (10**5, 10**6, 10**7)
 FULL_PG_SIZES = (10**6,)
@@ -263,10 +263,11 @@ def measure_proofs(
     The three are interleaved query by query, so that whatever else the machine does, and
     whatever the caches hold, weighs on all three alike and their ratio means something.
     """
+    rows = row_count(registry)
     # Warm the connection pools, statement caches and the upper levels of the tree first.
     for _ in range(min(WARM_UP_QUERIES, config.queries)):
         state_map.prove(bench_key_hash(rng.randrange(config.size)))
-        point_read(registry, member_leaf_hash(rng.randrange(config.size)))
+        point_read(registry, rng.randint(1, rows))
     serve: dict[str, list[int]] = {"members": [], "non_members": []}
     verify: dict[str, list[int]] = {"members": [], "non_members": []}
     point_ns: list[int] = []
@@ -287,7 +288,7 @@ def measure_proofs(
             serve[kind].append(t1 - t0)
             verify[kind].append(t2 - t1)
             depths.append(len(result.proof.siblings))
-        target = member_leaf_hash(rng.randrange(config.size))
+        target = rng.randint(1, rows)
         t0 = time.perf_counter_ns()
         point_read(registry, target)
         point_ns.append(time.perf_counter_ns() - t0)
@@ -310,8 +311,8 @@ def measure_proofs(
     }
     results["point_read"] = latency_summary_ms(point_ns)
     results["point_read_what"] = (
-        "one state_node row by primary key (a member's leaf), value fetched: one statement on "
-        "an autocommit connection through the driver's cursor, as the proof read"
+        "one state_node row by primary key (a random row), node and value fetched: one "
+        "statement on an autocommit connection through the driver's cursor, as the proof read"
     )
     point_median = results["point_read"]["median_ms"]
     for kind in ("members", "non_members"):
@@ -321,22 +322,24 @@ def measure_proofs(
     return results
 
 
-def member_leaf_hash(n: int) -> bytes:
-    leaf = b"\x02" + bench_key_hash(n) + hashlib.sha256(bench_value(n)).digest()
-    return hashlib.sha256(leaf).digest()
+def row_count(registry: Registry) -> int:
+    with registry.database.read() as session:
+        return int(session.execute(select(func.max(StateNode.id))).scalar_one())
 
 
-def point_read(registry: Registry, node_hash: bytes) -> None:
+def point_read(registry: Registry, row_id: int) -> None:
     """The floor of a read: one row by primary key, same database, same handling."""
     with registry.database.snapshot() as connection:
         cursor = connection.connection.cursor()
         try:
             placeholder = "%s" if connection.dialect.name == "postgresql" else "?"
-            cursor.execute(f"SELECT value FROM state_node WHERE hash = {placeholder}", (node_hash,))
+            cursor.execute(
+                f"SELECT node, value FROM state_node WHERE id = {placeholder}", (row_id,)
+            )
             rows = cursor.fetchall()
         finally:
             cursor.close()
-    assert len(rows) == 1 and rows[0][0] is not None
+    assert len(rows) == 1 and len(rows[0][0]) == 65
 
 
 def measure_updates(
@@ -494,22 +497,31 @@ def check_bulk_matches_batches(
     }
 
 
-def current_rows(registry: Registry) -> set[tuple[bytes, bytes, bytes | None]]:
-    """The rows reachable from the current root (batches also keep older versions' rows)."""
-    root = StateMap(registry.database).root_at().root
+def current_rows(registry: Registry) -> set[tuple[bytes, bytes | None]]:
+    """(node, value) of the rows reachable from the current root (batches also keep older
+    versions' rows, and row ids depend on the order of writing)."""
     with registry.database.read() as session:
         rows = {
-            bytes(h): (bytes(n), None if v is None else bytes(v))
-            for h, n, v in session.execute(select(StateNode.hash, StateNode.node, StateNode.value))
+            row_id: (bytes(node), left_id, right_id, None if value is None else bytes(value))
+            for row_id, node, left_id, right_id, value in session.execute(
+                select(
+                    StateNode.id,
+                    StateNode.node,
+                    StateNode.left_id,
+                    StateNode.right_id,
+                    StateNode.value,
+                )
+            )
         }
-    reachable: set[tuple[bytes, bytes, bytes | None]] = set()
-    stack = [root] if root != EMPTY_HASH else []
+        root_id = session.execute(
+            select(StateRoot.root_id).order_by(StateRoot.version.desc()).limit(1)
+        ).scalar_one()
+    reachable: set[tuple[bytes, bytes | None]] = set()
+    stack = [] if root_id is None else [root_id]
     while stack:
-        node_hash = stack.pop()
-        node, value = rows[node_hash]
-        reachable.add((node_hash, node, value))
-        if node[0] == 3:
-            stack.extend(child for child in (node[1:33], node[33:65]) if child != EMPTY_HASH)
+        node, left_id, right_id, value = rows[stack.pop()]
+        reachable.add((node, value))
+        stack.extend(child for child in (left_id, right_id) if child is not None)
     return reachable
 
 
@@ -687,7 +699,7 @@ def parse_size(text_value: str) -> int:
     if value > MAX_BENCH_SIZE:
         raise argparse.ArgumentTypeError(
             f"refusing {value:,} keys: this benchmark's bound is 5*10^7 "
-            "(a 10^7-key SQLite map already takes ~3.5 GB of disk, and as much again to build)"
+            "(a 10^7-key SQLite map already takes ~2.6 GB of disk, and as much again to build)"
         )
     return value
 

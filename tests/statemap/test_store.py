@@ -351,40 +351,72 @@ def test_versions_must_move_with_the_log(registry: Registry) -> None:
 # ------------------------------------------------------------------------ damage
 
 
+def root_row_id(registry: Registry) -> int:
+    with registry.database.read() as session:
+        row_id = session.execute(
+            select(StateRoot.root_id).order_by(StateRoot.version.desc()).limit(1)
+        ).scalar_one()
+    assert row_id is not None
+    return int(row_id)
+
+
 def test_damaged_nodes_are_detected_not_served(registry: Registry, registry_map: StateMap) -> None:
     with registry.log.write() as transaction:
         transaction.append({"kind": "x/1"})
         for n in range(40):
             state_updates(transaction).set(certificate(n), state(n))
-    root = registry_map.root_at().root
+    root_id = root_row_id(registry)
     with registry.database.write() as session:
-        node = session.execute(select(StateNode.node).where(StateNode.hash == root)).scalar_one()
+        node = session.execute(select(StateNode.node).where(StateNode.id == root_id)).scalar_one()
         damaged = node[:10] + bytes([node[10] ^ 1]) + node[11:]
         session.execute(
-            text("UPDATE state_node SET node = :node WHERE hash = :hash"),
-            {"node": damaged, "hash": root},
+            text("UPDATE state_node SET node = :node WHERE id = :id"),
+            {"node": damaged, "id": root_id},
         )
     with pytest.raises(StateMapDamagedError, match="does not hash"):
         registry_map.prove(certificate(3))
-    with pytest.raises(StateMapDamagedError), registry.log.write() as transaction:
-        transaction.append({"kind": "x/1"})
-        for n in range(10):
-            state_updates(transaction).set(certificate(n), state(n + 1))
+    for batch in (1, 10):  # both ways a batch reads its paths
+        damaged_write = pytest.raises(StateMapDamagedError, match="does not hash")
+        with damaged_write, registry.log.write() as transaction:
+            transaction.append({"kind": "x/1"})
+            for n in range(batch):
+                state_updates(transaction).set(certificate(n), state(n + 1))
 
 
-def test_missing_nodes_are_detected(registry: Registry, registry_map: StateMap) -> None:
+def test_missing_and_misdirected_rows_are_detected(
+    registry: Registry, registry_map: StateMap
+) -> None:
     with registry.log.write() as transaction:
         transaction.append({"kind": "x/1"})
         for n in range(40):
             state_updates(transaction).set(certificate(n), state(n))
-    leaf_hash = registry_map.prove(certificate(7)).proof.leaf
-    assert leaf_hash is not None
+    leaf = registry_map.prove(certificate(7)).proof.leaf
+    other = registry_map.prove(certificate(8)).proof.leaf
+    assert leaf is not None and other is not None
     with registry.database.write() as session:
-        session.execute(
-            text("DELETE FROM state_node WHERE hash = :hash"), {"hash": leaf_hash.hash()}
+        leaf_id, other_id = (
+            session.execute(
+                select(StateNode.id).where(
+                    StateNode.node == b"\x02" + item.key_hash + item.value_hash
+                )
+            ).scalar_one()
+            for item in (leaf, other)
         )
-    with pytest.raises(StateMapDamagedError, match="not stored"):
+        # A parent pointing at another node's row: the hash check must catch it.
+        session.execute(
+            text("UPDATE state_node SET left_id = :other WHERE left_id = :leaf"),
+            {"other": other_id, "leaf": leaf_id},
+        )
+        session.execute(
+            text("UPDATE state_node SET right_id = :other WHERE right_id = :leaf"),
+            {"other": other_id, "leaf": leaf_id},
+        )
+    with pytest.raises(StateMapDamagedError, match="does not hash"):
         registry_map.prove(certificate(7))
+    with registry.database.write() as session:
+        session.execute(text("DELETE FROM state_node WHERE id = :id"), {"id": other_id})
+    with pytest.raises(StateMapDamagedError, match="not stored"):
+        registry_map.prove(certificate(8))
 
 
 # ------------------------------------------------------------------------ bulk loading
@@ -427,27 +459,33 @@ def test_bulk_load_writes_the_nodes_of_batches(tmp_path: Path, database_url: str
         assert loaded.root == batched_root
         assert loaded.key_count == len(final)
         bulk_rows = live_rows(bulk)
+        # A bulk load writes the current tree and nothing else.
         assert len(bulk_rows) == count_rows(bulk)[0]
     assert bulk_rows == batched_rows
 
 
-def live_rows(registry: Registry) -> set[tuple[bytes, bytes, bytes | None]]:
-    """The rows of the current tree (batches also keep the rows of older versions)."""
-    state_map = StateMap(registry.database)
-    root = state_map.root_at().root
+def live_rows(registry: Registry) -> set[tuple[bytes, bytes | None]]:
+    """(node, value) of the current tree's rows (batches also keep older versions' rows, and
+    row ids depend on the order of writing)."""
     with registry.database.read() as session:
         rows = {
-            bytes(h): (bytes(n), None if v is None else bytes(v))
-            for h, n, v in session.execute(select(StateNode.hash, StateNode.node, StateNode.value))
+            row_id: (bytes(node), left_id, right_id, None if value is None else bytes(value))
+            for row_id, node, left_id, right_id, value in session.execute(
+                select(
+                    StateNode.id,
+                    StateNode.node,
+                    StateNode.left_id,
+                    StateNode.right_id,
+                    StateNode.value,
+                )
+            )
         }
-    live: set[tuple[bytes, bytes, bytes | None]] = set()
-    stack = [root] if root != EMPTY_HASH else []
+    live: set[tuple[bytes, bytes | None]] = set()
+    stack = [root_row_id(registry)]
     while stack:
-        node_hash = stack.pop()
-        node, value = rows[node_hash]
-        live.add((node_hash, node, value))
-        if node[0] == 3:
-            stack.extend(child for child in (node[1:33], node[33:65]) if child != EMPTY_HASH)
+        node, left_id, right_id, value = rows[stack.pop()]
+        live.add((node, value))
+        stack.extend(child for child in (left_id, right_id) if child is not None)
     return live
 
 

@@ -1,4 +1,4 @@
-"""The state map (`state-map/1`): nodes addressed by hash, and the root per log size.
+"""The state map (`state-map/1`): nodes in write order, and the root per log size.
 
 Revision ID: 0005
 Revises: 0004
@@ -21,17 +21,18 @@ log_index = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     op.create_table(
         "state_node",
-        sa.Column("hash", sa.LargeBinary(32), primary_key=True),
+        sa.Column("id", log_index, primary_key=True, autoincrement=False),
         sa.Column("node", sa.LargeBinary(65), nullable=False),
+        sa.Column("left_id", sa.BigInteger(), nullable=True),
+        sa.Column("right_id", sa.BigInteger(), nullable=True),
         sa.Column("value", sa.LargeBinary(), nullable=True),
-        sa.CheckConstraint("length(hash) = 32", name="state_node_hash_length"),
         sa.CheckConstraint("length(node) = 65", name="state_node_node_length"),
-        sqlite_with_rowid=False,
     )
     op.create_table(
         "state_root",
         sa.Column("version", log_index, primary_key=True, autoincrement=False),
         sa.Column("root", sa.LargeBinary(32), nullable=False),
+        sa.Column("root_id", sa.BigInteger(), nullable=True),
         sa.Column("key_count", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("version > 0", name="state_root_version_positive"),
         sa.CheckConstraint("key_count >= 0", name="state_root_key_count"),
