@@ -23,11 +23,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ledger import strict_json
 from ledger.log.merkle import HASH_SIZE, VerificationError
 
 KEY_BITS = HASH_SIZE * 8
@@ -139,11 +139,12 @@ class MapProof:
 
     @classmethod
     def from_json_bytes(cls, data: bytes | str) -> MapProof:
-        """Parse a proof from JSON text (duplicate members refused), then as `from_json`."""
+        """Parse a proof from JSON text (`ledger.strict_json`: duplicate members, constants
+        and deep nesting refused), then as `from_json`."""
         try:
-            value = json.loads(data, object_pairs_hook=_unique_members)
-        except (ValueError, RecursionError) as exc:
-            raise MapProofFormatError("proof-format", f"not JSON: {exc}") from None
+            value = strict_json.loads(data)
+        except strict_json.JsonInputError as exc:
+            raise MapProofFormatError("proof-format", str(exc)) from None
         return cls.from_json(value)
 
 
@@ -293,13 +294,6 @@ def _hash_from_b64(value: Any, where: str) -> bytes:
             "proof-format", f"{where} is {len(decoded)} bytes; a SHA-256 hash is {HASH_SIZE}"
         )
     return decoded
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise ValueError("duplicate member names")
-    return members
 
 
 def _require_members(value: Mapping[Any, Any], expected: set[str], where: str) -> None:

@@ -13,7 +13,7 @@ shared by every later version that still contains them and are never changed or 
 every past version stays provable (docs/state-map.md, "Retention").
 
 Rows are numbered in the order they are written and an interior row names the rows of its
-children, so reads follow row ids and writes only ever append (decision 53): keyed by hash, each
+children, so reads follow row ids and writes only ever append (decision 56): keyed by hash, each
 new node would land on a B-tree page of its own. Nothing read is trusted: each node is checked
 against the hash its parent holds before it is used or goes into a proof.
 

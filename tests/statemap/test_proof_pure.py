@@ -329,7 +329,7 @@ def test_json_form_is_strict(document: object, message: str) -> None:
 
 
 def test_duplicate_members_are_refused() -> None:
-    with pytest.raises(MapProofFormatError, match="duplicate"):
+    with pytest.raises(MapProofFormatError, match="appears twice"):
         MapProof.from_json_bytes(b'{"leaf":null,"siblings":[],"leaf":null}')
 
 

@@ -20,10 +20,10 @@ from ledger.log.canonical import parse_entry
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 from ledger.statemap.keys import Namespace, StateKey, encode_value
+from ledger.statemap.models import StateRoot
 from ledger.statemap.proof import verify_state
 from ledger.statemap.store import StateMap, state_updates
 from ledger.statemap.tree import MemoryStateMap
-from ledger.storage.models import StateRoot
 
 WRITERS = 3
 TRANSACTIONS_PER_WRITER = 15
