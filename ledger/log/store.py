@@ -7,6 +7,10 @@ Every feature writes through `Log.write()`:
         index = tx.append({"kind": "thing.done/1", ...})  # its leaf
     # both committed together, or neither
 
+A feature whose own authenticated structure must move with the log (the state map) attaches
+a flush companion to the transaction (`LogTransaction.flush_companion`): it runs after the
+caller's block, before the leaves are written, in the same database transaction.
+
 Storage (DESIGN §6): leaves in `log_entry`, every complete interior node in
 `log_tile` (256 hashes of one level per row). Complete nodes never change, so the
 root of any past size and any inclusion or consistency proof are assembled from
@@ -22,7 +26,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import BigInteger, CursorResult, literal, null, select, text, union_all, update
 from sqlalchemy.orm import Session
@@ -95,6 +99,17 @@ class ConsistencyProof:
     hashes: tuple[bytes, ...]
 
 
+class FlushCompanion(Protocol):
+    """Work that must commit with a transaction's leaves, or not at all."""
+
+    def __call__(self, session: Session, old_size: int, new_size: int) -> None:
+        """Runs under the writer lock after the caller's block, before the leaves are written;
+        `new_size` is the log's size once they are. Raising rolls the whole transaction back."""
+
+
+CompanionT = TypeVar("CompanionT", bound=FlushCompanion)
+
+
 class LogTransaction:
     """Handed out by `Log.write()`: a database session plus leaves queued for the log.
 
@@ -106,6 +121,21 @@ class LogTransaction:
         self.session = session
         self.start_size = head.size
         self._leaves: list[bytes] = []
+        self._companions: dict[type[FlushCompanion], FlushCompanion] = {}
+
+    def flush_companion(self, kind: type[CompanionT]) -> CompanionT:
+        """The transaction's one `kind()` companion, created on first use (so every caller in
+        the transaction adds to the same one)."""
+        companion = self._companions.get(kind)
+        if companion is None:
+            companion = self._companions[kind] = kind()
+        return cast(CompanionT, companion)
+
+    def run_companions(self) -> None:
+        new_size = self.next_index
+        for companion in self._companions.values():
+            companion(self.session, self.start_size, new_size)
+        assert self.next_index == new_size, "a flush companion must not append leaves"
 
     @property
     def next_index(self) -> int:
@@ -169,6 +199,7 @@ class Log:
                 raise LogNotInitialisedError("the log is not initialised; run `carbonledger init`")
             transaction = LogTransaction(session, head)
             yield transaction
+            transaction.run_companions()
             if transaction.pending:
                 self._flush(session, head, transaction.pending)
 

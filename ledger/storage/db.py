@@ -41,10 +41,15 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
         self.engine: Engine = create_engine(url, **kwargs)
+        # Snapshot reads get a pool of their own whose connections are in autocommit mode from
+        # the start: switching a shared connection's isolation level at every checkout and back
+        # at every checkin made SQLite discard its prepared statements (SQLAlchemy resets the
+        # level with a PRAGMA), so every proof read was parsed and planned again.
+        self._autocommit_engine: Engine = create_engine(url, isolation_level="AUTOCOMMIT", **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
+            _configure_sqlite(self._autocommit_engine, autocommit=True)
         self._write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
-        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
@@ -77,9 +82,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._autocommit_engine.dispose()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, autocommit: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event decide how transactions start (see below).
@@ -94,7 +100,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        if autocommit or connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
             return
         immediate = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -10,7 +10,15 @@ from ledger.certificates import models as certificate_models
 from ledger.credentials import models as credential_models
 from ledger.log import models as log_models
 from ledger.meters import models as meter_models
+from ledger.statemap import models as statemap_models
 from ledger.storage.base import Base
 
-FEATURE_MODELS = (log_models, access_models, meter_models, credential_models, certificate_models)
+FEATURE_MODELS = (
+    log_models,
+    access_models,
+    meter_models,
+    credential_models,
+    certificate_models,
+    statemap_models,
+)
 metadata = Base.metadata
