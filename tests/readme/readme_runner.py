@@ -18,6 +18,7 @@ ends with the README line that failed. By hand, in a clone you can throw away:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -136,10 +137,9 @@ def run_readme(
         stdout, stderr = process.communicate()
         stderr += f"\nthe README run took longer than {timeout} s"
     finally:
-        try:  # anything the script left behind (its EXIT trap normally stops them)
+        # Anything the script left behind (its EXIT trap normally stops them).
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 

@@ -30,7 +30,8 @@ newline'
 
 def test_only_sh_blocks_with_their_lines() -> None:
     found = blocks(SAMPLE)
-    assert [(block.language, block.line) for block in found] == [("sh", 4), ("console", 9), ("sh", 13)]
+    expected = [("sh", 4), ("console", 9), ("sh", 13)]
+    assert [(block.language, block.line) for block in found] == expected
     assert [offset for offset, _ in commands(found[2].text)] == [0, 1, 3]
 
 
