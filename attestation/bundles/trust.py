@@ -81,11 +81,11 @@ class TrustInputs:
 
     @property
     def log_verifier(self) -> NoteVerifier | None:
-        return None if self.log_key is None else self.log_key.value  # type: ignore[no-any-return]
+        return None if self.log_key is None else self.log_key.value
 
     @property
     def issuer_dids(self) -> tuple[str, ...]:
-        return () if self.issuers is None else self.issuers.value  # type: ignore[no-any-return]
+        return () if self.issuers is None else self.issuers.value
 
     def merged_over(self, base: TrustInputs) -> TrustInputs:
         """These inputs, falling back to `base` for each one not given here (flags over a
