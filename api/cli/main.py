@@ -451,16 +451,10 @@ def serve(
     load_token_secret(settings)
 
     # Imported here: the web stack is slow to import and only `serve` needs it.
-    import uvicorn  # noqa: PLC0415
-
     from api.app import create_app  # noqa: PLC0415
+    from api.server import run_server  # noqa: PLC0415
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        server_header=False,  # no need to advertise the server software
-    )
+    run_server(create_app(settings), settings.host, settings.port)
 
 
 # --------------------------------------------------------------------------- admin
