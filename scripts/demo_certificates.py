@@ -40,6 +40,7 @@ try:
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.table import Column
 
     from attestation.anchoring.anchor import anchor_now
     from attestation.bundles.format import bundle_bytes
@@ -102,7 +103,11 @@ class Steps:
         self._bars: Progress | None = None
         if console.is_terminal:
             self._bars = Progress(
-                TextColumn("[bold]{task.description}"),
+                # Bounded, so that a long --data-dir never squeezes the bars out.
+                TextColumn(
+                    "[bold]{task.description}",
+                    table_column=Column(max_width=44, no_wrap=True, overflow="ellipsis"),
+                ),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -209,7 +214,7 @@ class Demo:
 
 def _fill(settings: LedgerSettings, days: int, steps: Steps) -> Demo:
     """Create the demo registry, one step at a time."""
-    with steps.step(f"initialising {settings.data_dir}"):
+    with steps.step("initialising the registry"):
         registry = initialise_registry(settings)
     log = registry.log
     # Whole local days in the registry's zone (floored to a UTC hour, which issuance needs).

@@ -4,10 +4,13 @@ Python that lacks the project, where it must say exactly what to run instead."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -72,10 +75,12 @@ def test_demo_reports_each_step_and_prints_the_journeys(tmp_path: Path) -> None:
 
 def test_demo_shows_rich_progress_on_a_terminal(tmp_path: Path) -> None:
     main, side = pty.openpty()
+    # A 100-column terminal, whatever the one running the tests (if any) says.
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     process = subprocess.Popen(
         [sys.executable, str(DEMO), "--days", "1", "--data-dir", str(tmp_path / "demo")],
         cwd=ROOT,
-        env=_env(COLUMNS="100", TERM="xterm"),
+        env=_env(COLUMNS="100", LINES="40", TERM="xterm"),
         stdin=side,
         stdout=subprocess.DEVNULL,
         stderr=side,
@@ -93,5 +98,5 @@ def test_demo_shows_rich_progress_on_a_terminal(tmp_path: Path) -> None:
     assert process.wait(timeout=300) == 0, seen[-2000:]
     text = seen.decode("utf-8", "replace")
     assert "[9/9] building a certificate bundle" in text
-    assert "━" in text, "a Rich progress bar"
+    assert "━" in text, ("a Rich progress bar", text[-1500:])
     assert "done in" not in text, "the plain lines are for pipes only"
