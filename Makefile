@@ -5,14 +5,22 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install contracts-install contracts-check forge run test lint typecheck pytest bench bench-certificates clean
+.PHONY: install contracts-install contracts-check forge run demo test lint typecheck pytest bench bench-certificates clean
+
+# One line on stderr per step, so a first `make run` (a few minutes of installing) is never
+# silent; pip then lists every package it collects, and shows download bars on a terminal.
+STEP = @echo "==> make:" >&2
 
 # Re-install only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
+	$(STEP) "creating the virtualenv $(VENV) (again whenever pyproject.toml changes)"
 	$(PYTHON) -m venv $(VENV)
+	$(STEP) "upgrading pip in $(VENV)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(STEP) "installing carbonledger and its dependencies into $(VENV): a few minutes the first time; pip lists each package, then is quiet while it unpacks them"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $@
+	$(STEP) "installed: the commands are in $(BIN)/ (carbonledger, python)"
 
 install: $(VENV)/.installed
 
@@ -32,10 +40,17 @@ contracts-check: contracts-install
 forge: contracts-install
 	cd contracts && npm test
 
-## run: install, initialise the embedded registry (SQLite under ./var) and serve the API.
+## run: install, initialise the embedded registry (SQLite under ./var) and serve the API;
+## `serve` prints "carbonledger is ready at http://…" once the socket accepts connections.
 run: install
+	$(STEP) "initialising the registry in ./var (kept as it is when it exists)"
 	$(BIN)/carbonledger init
+	$(STEP) "starting the API on http://$(HOST):$(PORT) (it says when it is ready)"
 	$(BIN)/carbonledger serve --host $(HOST) --port $(PORT)
+
+## demo: the certificate journeys' demo registry in var/demo (see README).
+demo: install
+	$(BIN)/python scripts/demo_certificates.py
 
 ## test: install, then lint, type-check, check the contract artifact, run forge and pytest.
 test: install contracts-install lint typecheck contracts-check forge pytest

@@ -37,8 +37,10 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | bundle-request-invalid      | 400    | a proof bundle was asked for with no, too many, or   |
 |                             |        | malformed entry indices                              |
 | not-anchored                | 409    | no recorded anchor covers the entries of a bundle    |
-|                             |        | yet (`anchoredSize`, `logSize`); retry after the next |
-|                             |        | anchor                                               |
+|                             |        | yet (`anchoredSize`, `logSize`); with the scheduler  |
+|                             |        | of `serve`: `Retry-After`, `nextAnchorDueAt` and     |
+|                             |        | `retryAfterSeconds`, and `detail` says what it waits |
+|                             |        | for                                                  |
 | certificate-request-invalid | 400    | a device, account or certificate request breaks a    |
 |                             |        | registry rule (e.g. a non-renewable source, hours    |
 |                             |        | not on the hour, a partial volume out of range)      |
@@ -68,6 +70,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from api.anchor_wait import anchor_wait_of, anchoring_service
 from api.schemas.problem import OAuthProblem, Problem, ValidationProblem
 from attestation.bundles.build import BundleRequestError, NotYetAnchoredError
 from ledger.certificates.rules import (
@@ -323,13 +326,21 @@ async def _bundle_request_error(request: Request, exc: Exception) -> Response:
     return problem_response(BUNDLE_REQUEST_INVALID, str(exc), instance=request.url.path)
 
 
-async def _not_anchored(request: Request, exc: Exception) -> Response:
+def _not_anchored(request: Request, exc: Exception) -> Response:
+    # Sync: the forecast reads the database, so Starlette runs this in its threadpool.
     assert isinstance(exc, NotYetAnchoredError)
+    wait = anchor_wait_of(anchoring_service(request))
     return problem_response(
         NOT_ANCHORED,
-        str(exc),
+        f"{exc}; {wait.sentence()}",
         instance=request.url.path,
-        extensions={"anchoredSize": exc.anchored_size, "logSize": exc.log_size},
+        headers=wait.headers(),
+        extensions={
+            "anchoredSize": exc.anchored_size,
+            "logSize": exc.log_size,
+            "nextAnchorDueAt": wait.next_anchor_due_at,
+            "retryAfterSeconds": wait.retry_after_seconds,
+        },
     )
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+"""China Standard Time, UTC+8 all year: the zone of the grid and factors the registry serves."""
 
 
 class LedgerSettings(BaseSettings):
@@ -53,6 +57,28 @@ class LedgerSettings(BaseSettings):
         le=86400,
         description="How far a reading's time may lie ahead of the server clock.",
     )
+
+    timezone: str = Field(
+        default=DEFAULT_TIMEZONE,
+        description=(
+            "IANA time zone of what the registry shows people (the matching chart's axes and "
+            "days); machine formats (JSON, CSV, log entries) stay UTC."
+        ),
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone name (such as Asia/Shanghai or UTC)"
+            ) from None
+        return value
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -34,6 +34,8 @@ from api.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from ledger.certificates.matching import MatchingReport
 
 report_app = command_group("Reports: 24/7 matching and Scope 2 emissions.")
@@ -113,9 +115,9 @@ def matching_command(
 ) -> None:
     """Match hourly consumption against certificates retired for the organisation.
 
-    Writes the hourly CSV and a chart (consumption vs matched green supply) to DIR and prints
-    the hourly CFE score, the annual volume match, location- and market-based emissions and
-    GEC equivalents (1 GEC = 1 MWh).
+    Writes the hourly CSV (UTC hours) and a chart (consumption vs matched green supply, in
+    CARBONLEDGER_TIMEZONE, default Asia/Shanghai) to DIR and prints the hourly CFE score, the
+    volume match, location- and market-based emissions and GEC equivalents (1 GEC = 1 MWh).
     """
     from api.report_files import write_chart, write_csv  # pandas, matplotlib
     from ledger.certificates.matching import (
@@ -151,7 +153,7 @@ def matching_command(
         out.mkdir(parents=True, exist_ok=True)
         csv_path, png_path = out / f"{stem}.csv", out / f"{stem}.png"
         write_csv(report, csv_path)
-        write_chart(report, png_path)
+        write_chart(report, png_path, settings.zone())
         if json_output:
             body = json.dumps(report.to_json(), ensure_ascii=False)
             (out / f"{stem}.json").write_text(body + "\n", encoding="utf-8")
@@ -160,13 +162,14 @@ def matching_command(
     if json_output:
         print(body)
         return
-    print_summary(report, csv_path, png_path)
+    print_summary(report, csv_path, png_path, settings.zone())
 
 
-def print_summary(report: MatchingReport, csv_path: Path, png_path: Path) -> None:
+def print_summary(report: MatchingReport, csv_path: Path, png_path: Path, zone: ZoneInfo) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from api.report_files import volume_match_label
     from ledger.certificates.matching import kg_text, percent
     from ledger.certificates.rules import gec_text
 
@@ -196,11 +199,12 @@ def print_summary(report: MatchingReport, csv_path: Path, png_path: Path) -> Non
         table.add_row(label, f"{wh:,}", gec_text(wh))
     console.print(table)
     console.print(f"  hourly CFE score     {share(percent(report.cfe_score))}")
-    console.print(f"  annual volume match  {share(percent(report.volume_match))}")
+    volume = volume_match_label(report.start, report.end, zone)
+    console.print(f"  {volume:<19}  {share(percent(report.volume_match))}")
     console.print(f"  location-based       {kg_text(report.location_based_kg)} kg CO2")
     console.print(f"  market-based         {kg_text(report.market_based_kg)} kg CO2 (hourly)")
     console.print(
-        f"                       {kg_text(report.market_based_volume_kg)} kg CO2 (annual volume)"
+        f"                       {kg_text(report.market_based_volume_kg)} kg CO2 (volume basis)"
     )
     substituted = sorted(
         {

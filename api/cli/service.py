@@ -114,13 +114,7 @@ def serve_command(
     load_ed25519_key_file(settings.resolved_log_key_file())
     load_token_secret(settings)
 
-    import uvicorn
-
     from api.app import create_app
+    from api.server import run_server
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        server_header=False,  # no need to advertise the server software
-    )
+    run_server(create_app(settings), settings.host, settings.port)

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from api.anchor_wait import AnchoringDep, anchor_wait_of
 from api.deps import RegistryDep, require_scopes
 from api.problems import (
     CERTIFICATE_REQUEST_INVALID,
@@ -154,7 +155,10 @@ def approve(
         "count (`anchoredSize`; 0 when nothing is anchored yet), and hours touched by a "
         "reading flagged implausible are skipped. `from` and `to` fall on whole UTC hours; "
         "at most 8,784 hours (a leap year) per request. Repeating a request issues only "
-        "what was newly anchored since."
+        "what was newly anchored since. When readings of the period are not anchored yet, "
+        "`waitingForAnchor` says what they would add and, when this service runs the "
+        "anchoring scheduler, when the next anchor is due (`nextAnchorDueAt`, "
+        "`retryAfterSeconds`)."
     ),
     responses=problem_responses(NOT_FOUND, STATE_CONFLICT, CERTIFICATE_REQUEST_INVALID),
 )
@@ -163,6 +167,7 @@ def issue(
     device_id: DeviceIdPath,
     body: IssuanceRequest,
     principal: Annotated[Principal, require_scopes(SCOPE_DEVICES_WRITE)],
+    anchoring: AnchoringDep,
 ) -> IssuanceBody:
     start = request_seconds(body.from_time, "from")
     end = request_seconds(body.to_time, "to")
@@ -183,4 +188,5 @@ def issue(
         anchored_size=anchor.size if anchor is not None else 0,
         validity_months=registry.settings.certificate_validity_months,
     )
-    return IssuanceBody.from_result(result)
+    # Asked after issuing: the outlook of the anchor that the unanchored readings wait for.
+    return IssuanceBody.from_result(result, anchor_wait_of(anchoring))

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.anchor_wait import AnchorWait
 from api.schemas.meters import MeterLocation
 from ledger.certificates.devices import (
     DEVICE_ID_PATTERN,
@@ -15,7 +16,7 @@ from ledger.certificates.devices import (
     DeviceRecord,
     DeviceStatus,
 )
-from ledger.certificates.issuance import IssuanceResult, IssuedCertificate
+from ledger.certificates.issuance import IssuanceResult, IssuedCertificate, UnanchoredProduction
 from ledger.certificates.rules import HOUR, gec_text, serial_text
 from ledger.meters.entries import MAX_CAPACITY_W, EnergySource
 from ledger.meters.readings import METER_ID_PATTERN
@@ -137,10 +138,68 @@ class IssuedBody(_Wire):
 class SkippedHours(_Wire):
     not_over: int = Field(alias="notOver", description="Hours not yet ended.")
     flagged: int = Field(description="Hours touched by a reading flagged implausible.")
+    waiting_for_anchor: int = Field(
+        alias="waitingForAnchor",
+        description="Hours with production in readings no anchor covers yet (see "
+        "`waitingForAnchor`): repeat the request after the next anchor.",
+    )
     without_new_production: int = Field(
         alias="withoutNewProduction",
-        description="Hours whose anchored production was issued already, or is zero.",
+        description="Hours whose production was issued already, or is zero.",
     )
+
+
+class WaitingForAnchor(_Wire):
+    """Production the request could not use yet because no anchor covers its readings."""
+
+    readings: int = Field(
+        description="Readings of the device's meters bounding its hours in the period that "
+        "lie above `anchoredSize`."
+    )
+    hours: int = Field(description="Completed hours that would issue more once anchored.")
+    wh: int = Field(description="How many Wh more those hours would issue.")
+    log_size: int = Field(alias="logSize", description="The log's size when issuance looked.")
+    next_anchor_due_at: str | None = Field(
+        alias="nextAnchorDueAt",
+        description="When the service's anchoring scheduler next anchors (RFC 3339 UTC); "
+        "null when this service runs no scheduler.",
+    )
+    retry_after_seconds: int | None = Field(
+        alias="retryAfterSeconds",
+        description="Seconds until repeating the request can issue them (0: now); null "
+        "without a scheduler.",
+    )
+    detail: str = Field(description="The same in a sentence.")
+
+    @classmethod
+    def from_production(
+        cls, production: UnanchoredProduction, anchored_size: int, wait: AnchorWait
+    ) -> WaitingForAnchor:
+        where = (
+            "nothing is anchored yet"
+            if anchored_size == 0
+            else f"the newest anchor covers the log up to size {anchored_size}"
+        )
+        hours = len(production.hours)
+        gain = (
+            f"; once anchored, {hours} completed hour{'' if hours == 1 else 's'} would "
+            f"issue {production.wh:,} Wh more"
+            if hours
+            else ""
+        )
+        return cls(
+            readings=production.readings,
+            hours=hours,
+            wh=production.wh,
+            log_size=production.log_size,
+            next_anchor_due_at=wait.next_anchor_due_at,
+            retry_after_seconds=wait.retry_after_seconds,
+            detail=(
+                f"{production.readings} reading{'' if production.readings == 1 else 's'} of "
+                f"this device in the period {'is' if production.readings == 1 else 'are'} not "
+                f"anchored yet ({where}){gain}; {wait.sentence()}"
+            ),
+        )
 
 
 class IssuanceBody(_Wire):
@@ -155,10 +214,15 @@ class IssuanceBody(_Wire):
     issued_wh: int = Field(alias="issuedWh")
     issued_gec: str = Field(alias="issuedGec")
     skipped: SkippedHours
+    waiting_for_anchor: WaitingForAnchor | None = Field(
+        alias="waitingForAnchor",
+        description="Set when readings of the period are not anchored yet: what they would "
+        "add and when the next anchor is due; null when every usable reading counted.",
+    )
     certificates: list[IssuedBody] = Field(description="One per device-hour, in hour order.")
 
     @classmethod
-    def from_result(cls, result: IssuanceResult) -> IssuanceBody:
+    def from_result(cls, result: IssuanceResult, wait: AnchorWait) -> IssuanceBody:
         return cls(
             device=result.device_id,
             account=result.account_id,
@@ -170,7 +234,13 @@ class IssuanceBody(_Wire):
             skipped=SkippedHours(
                 not_over=result.hours_not_over,
                 flagged=result.hours_flagged,
+                waiting_for_anchor=result.hours_waiting_for_anchor,
                 without_new_production=result.hours_without_new_production,
+            ),
+            waiting_for_anchor=(
+                WaitingForAnchor.from_production(result.unanchored, result.anchored_size, wait)
+                if result.unanchored is not None
+                else None
             ),
             certificates=[IssuedBody.from_issued(result.device_id, item) for item in result.issued],
         )

@@ -57,6 +57,7 @@ from attestation.anchoring.anchor import (
     record_anchor,
     wait_for_confirmations,
 )
+from attestation.anchoring.due import AnchorDue, AnchorForecast, anchor_due
 from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import (
     AnchorReceipt,
@@ -82,14 +83,19 @@ _ALREADY_KNOWN = re.compile(r"already (known|imported)", re.IGNORECASE)
 # Anchors re-planned within one step after a reorganisation or a lost race before the
 # step gives up and lets the backoff take over.
 _MAX_ATTEMPTS_PER_STEP = 3
+# T when ANCHOR_INTERVAL_SECONDS is unset: the embedded chain costs nothing per anchor, so
+# readings become provable within seconds; a JSON-RPC chain spends fees on every anchor.
+EMBEDDED_INTERVAL_SECONDS = 5.0
+JSON_RPC_INTERVAL_SECONDS = 600.0
 
 
 class AnchorSettings(BaseSettings):
     """`CARBONLEDGER_ANCHOR_*`: when the scheduler anchors and how it handles a slow chain.
 
     An anchor is due when `every_entries` entries were appended since the last recorded
-    anchor, or when `interval_seconds` have passed since it and at least one entry is new.
-    A log that was never anchored is anchored as soon as it has an entry.
+    anchor, or when the interval has passed since it and at least one entry is new
+    (`attestation.anchoring.due.anchor_due`). A log that was never anchored is anchored as
+    soon as it has an entry.
     """
 
     model_config = SettingsConfigDict(env_prefix="CARBONLEDGER_", extra="ignore")
@@ -102,8 +108,14 @@ class AnchorSettings(BaseSettings):
             "(anchoring there spends real fees, so it is never implied)."
         ),
     )
-    anchor_interval_seconds: float = Field(
-        default=600.0, gt=0, description="T: anchor when this long has passed since the last."
+    anchor_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "T: anchor when this long has passed since the last. Unset: "
+            f"{EMBEDDED_INTERVAL_SECONDS:g} s on the embedded chain, "
+            f"{JSON_RPC_INTERVAL_SECONDS:g} s on a JSON-RPC chain."
+        ),
     )
     anchor_every_entries: int = Field(
         default=1000, ge=1, description="N: anchor when this many entries are new."
@@ -143,6 +155,14 @@ class AnchorSettings(BaseSettings):
     anchor_tick_seconds: float = Field(
         default=5.0, gt=0, description="How often the loop checks whether an anchor is due."
     )
+
+    def interval(self, backend: ChainBackend) -> timedelta:
+        """T for this chain: the setting, else the chain's default."""
+        if self.anchor_interval_seconds is not None:
+            return timedelta(seconds=self.anchor_interval_seconds)
+        if backend is ChainBackend.EMBEDDED:
+            return timedelta(seconds=EMBEDDED_INTERVAL_SECONDS)
+        return timedelta(seconds=JSON_RPC_INTERVAL_SECONDS)
 
     def scheduler_enabled(self, backend: ChainBackend) -> bool:
         if self.anchor_enabled is not None:
@@ -272,16 +292,26 @@ class AnchorScheduler:
             return outcome
 
     def _due(self) -> bool:
+        due = self.due()
+        return due is not None and due.due_at <= self._now()
+
+    def due(self) -> AnchorDue | None:
+        """What is not anchored yet and when the rule anchors it; None when nothing is new."""
         head = self.log.head()
         last = self._latest_record()
-        anchored_size = last.size if last is not None else 0
-        new = head.size - anchored_size
-        if new <= 0:
-            return False
-        if last is None or new >= self.settings.anchor_every_entries:
-            return True
-        interval = timedelta(seconds=self.settings.anchor_interval_seconds)
-        return self._now() - _aware(last.anchored_at) >= interval
+        return anchor_due(
+            log_size=head.size,
+            anchored_size=last.size if last is not None else 0,
+            anchored_at=_aware(last.anchored_at) if last is not None else None,
+            every_entries=self.settings.anchor_every_entries,
+            interval=self.settings.interval(self.chain.backend),
+            now=self._now(),
+        )
+
+    def backoff_until(self) -> datetime | None:
+        """When the backoff after a failed step ends (None: no backoff), on the wall clock."""
+        remaining = self._next_attempt - self._monotonic()
+        return self._now() + timedelta(seconds=remaining) if remaining > 0 else None
 
     # ------------------------------------------------------------ recorded anchors
 
@@ -554,6 +584,9 @@ class AnchorService:
         self.scheduler: AnchorScheduler | None = None
         self.last_error: str | None = None
         self._chain: Chain | None = None
+        # When the loop wakes for its next step (None while a step runs): what a forecast
+        # needs beside the rule, since an anchor is only sent by a step.
+        self._wake_at: datetime | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="carbonledger-anchor", daemon=True)
 
@@ -601,6 +634,28 @@ class AnchorService:
         """The connected chain (None until the loop has connected)."""
         return self._chain
 
+    def forecast(self, now: datetime | None = None) -> AnchorForecast | None:
+        """When this service will next try to anchor; None when everything is anchored.
+
+        The rule's due time (`AnchorScheduler.due`), no earlier than the loop's next wake-up
+        and the backoff after a failed step. Before the chain is connected the anchored size
+        is unknown, so the forecast is the next connection attempt, `pending_entries` None.
+        """
+        moment = now or datetime.now(UTC)
+        wake_at = self._wake_at or moment
+        retrying = self.last_error is not None
+        scheduler = self.scheduler
+        if scheduler is None:
+            return AnchorForecast(max(moment, wake_at), None, retrying)
+        due = scheduler.due()
+        if due is None:
+            return None
+        candidates = [moment, due.due_at, wake_at]
+        backoff = scheduler.backoff_until()
+        if backoff is not None:
+            candidates.append(backoff)
+        return AnchorForecast(max(candidates), due.pending_entries, retrying)
+
     def _connect(self) -> AnchorScheduler:
         chain = open_chain(self.chain_settings, self.data_dir)
         try:
@@ -615,12 +670,14 @@ class AnchorService:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            self._wake_at = None
             wait = self.settings.anchor_tick_seconds
             try:
                 if self.scheduler is None:
                     self.scheduler = self._connect()
                 outcome = self.scheduler.run_once()
                 self.last_error = outcome.error
+                wait = self._next_wait(self.scheduler, outcome)
                 if outcome.record is not None:
                     logger.info(
                         "anchored size %d in block %d (transaction 0x%s)",
@@ -637,4 +694,18 @@ class AnchorService:
                 )
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 logger.warning("anchoring unavailable (retry in %.1fs): %s", wait, exc)
+            self._wake_at = datetime.now(UTC) + timedelta(seconds=wait)
             self._stop.wait(wait)
+
+    def _next_wait(self, scheduler: AnchorScheduler, outcome: StepOutcome) -> float:
+        """Sleep one tick, but wake when an anchor falls due or a backoff ends before that,
+        so the anchor goes out on time rather than up to a tick late."""
+        tick = self.settings.anchor_tick_seconds
+        if outcome.retry_in is not None:
+            return max(0.0, min(tick, outcome.retry_in))
+        if outcome.result is not StepResult.NOT_DUE:
+            return tick
+        due = scheduler.due()
+        if due is None:
+            return tick
+        return max(0.0, min(tick, (due.due_at - datetime.now(UTC)).total_seconds()))

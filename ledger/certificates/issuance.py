@@ -12,6 +12,9 @@ Where a leaf becomes a certificate (docs/certificates.md, "Production"):
    credential per device-hour whose metered production exceeds what was issued, and
    commits, under the log's writer lock, the `device_hour` counters, the certificate rows
    and their `certificate.issued/1` leaves in one transaction.
+3. `UnanchoredProduction` — what the same request would issue once the readings above the
+   anchored size are anchored too, so the caller learns that waiting helps (and the API,
+   which knows the anchoring schedule, says for how long).
 
 Invariant (also a CHECK on `device_hour`): per device-hour, issued ≤ metered, and every
 new certificate takes the serial offsets [issued, metered), so ranges never overlap.
@@ -117,6 +120,25 @@ class IssuedCertificate:
 
 
 @dataclass(frozen=True, slots=True)
+class UnanchoredProduction:
+    """Production of the request's hours in readings the anchored size does not cover yet.
+
+    Readings of a meter are appended in time order, so readings above the anchored size
+    only ever extend its segments at the end: once anchored, they add energy to the
+    completed hours counted here and never take any away.
+    """
+
+    log_size: int
+    """The log's size when issuance looked (the readings counted lie below it)."""
+    readings: int
+    """Readings of the device's meters, bounding its hours in the period, not anchored yet."""
+    hours: frozenset[int]
+    """Completed hours (starts) that would issue more once those readings are anchored."""
+    wh: int
+    """How much more those hours would issue."""
+
+
+@dataclass(frozen=True, slots=True)
 class IssuanceResult:
     device_id: str
     account_id: str
@@ -125,7 +147,11 @@ class IssuanceResult:
     hours_requested: int
     hours_not_over: int
     hours_flagged: int
+    hours_waiting_for_anchor: int
+    """Hours not issued now whose production is in readings not anchored yet."""
     hours_without_new_production: int
+    unanchored: UnanchoredProduction | None
+    """None when every reading the request could use is anchored."""
 
     @property
     def issued_wh(self) -> int:
@@ -315,9 +341,22 @@ def issue_certificates(
             validity_months=validity_months,
         )
 
+    issued_after = {hour: counts[1] for hour, counts in current.items()}
+    issued_after.update((item.hour_start, item.serial_end) for item in issued)
+    unanchored = unanchored_production(
+        log,
+        device.meters,
+        start=start,
+        end=end,
+        anchored_size=anchored_size,
+        issued_wh=issued_after,
+        now=moment,
+    )
     requested = (end - start) // HOUR
     not_over = sum(1 for hour in range(start, end, HOUR) if hour + HOUR > moment)
     flagged_over = [hour for hour in scan.flagged_hours if hour + HOUR <= moment]
+    issued_hours = {item.hour_start for item in issued}
+    waiting = len(unanchored.hours - issued_hours) if unanchored is not None else 0
     return IssuanceResult(
         device_id=device_id,
         account_id=account_id,
@@ -326,8 +365,58 @@ def issue_certificates(
         hours_requested=requested,
         hours_not_over=not_over,
         hours_flagged=len(flagged_over),
-        hours_without_new_production=requested - not_over - len(flagged_over) - len(issued),
+        hours_waiting_for_anchor=waiting,
+        hours_without_new_production=(
+            requested - not_over - len(flagged_over) - len(issued) - waiting
+        ),
+        unanchored=unanchored,
     )
+
+
+def unanchored_production(
+    log: Log,
+    meters: Sequence[str],
+    *,
+    start: int,
+    end: int,
+    anchored_size: int,
+    issued_wh: Mapping[int, int],
+    now: int,
+) -> UnanchoredProduction | None:
+    """What issuance of [start, end) would add once the whole log is anchored.
+
+    `issued_wh` is what each hour has issued so far. None when no reading of the meters
+    above `anchored_size` bounds an hour of the period (the common case after an anchor:
+    one indexed probe, and the period's readings are not read a second time).
+    """
+    log_size = log.head().size
+    if log_size <= anchored_size:
+        return None
+    with log.database.read() as session:
+        # Per meter, readings append in time order: if any relevant reading is above the
+        # anchored size, one after `start` is.
+        probe = (
+            select(Reading.log_index)
+            .where(
+                Reading.meter_id.in_(meters),
+                Reading.time > start,
+                Reading.log_index >= anchored_size,
+                Reading.log_index < log_size,
+            )
+            .limit(1)
+        )
+        if session.execute(probe).first() is None:
+            return None
+        points = _load_points(session, meters, start, end, log_size)
+    readings = sum(1 for run in points.values() for point in run if point.index >= anchored_size)
+    if not readings:
+        return None
+    more = {
+        hour: production.metered_wh - issued_wh.get(hour, 0)
+        for hour, production in hourly_production(points, start, end).hours.items()
+        if hour + HOUR <= now and production.metered_wh > issued_wh.get(hour, 0)
+    }
+    return UnanchoredProduction(log_size, readings, frozenset(more), sum(more.values()))
 
 
 def _commit(

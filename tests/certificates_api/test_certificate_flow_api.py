@@ -86,7 +86,13 @@ def test_full_flow(
     assert summary["issuedWh"] == sum(item["volumeWh"] for item in certificates) > 0
     wh = summary["issuedWh"]
     assert summary["issuedGec"] == f"{wh // 10**6}.{wh % 10**6:06d}"
-    assert summary["skipped"] == {"notOver": 0, "flagged": 0, "withoutNewProduction": 6}
+    assert summary["skipped"] == {
+        "notOver": 0,
+        "flagged": 0,
+        "waitingForAnchor": 0,
+        "withoutNewProduction": 6,
+    }
+    assert summary["waitingForAnchor"] is None, "every reading was anchored"
     for item in certificates:
         assert item["gecEquivalent"] == f"0.{item['volumeWh']:06d}"  # 10 kW: < 1 MWh an hour
         leaf = parse_entry(registry.log.entry(item["logIndex"]))

@@ -156,7 +156,12 @@ def test_issuance_route_counts_only_anchored_readings_and_refuses_cleanly(
     body = response.json()
     assert body["anchoredSize"] == 0 and body["issuedCount"] == 0 and body["certificates"] == []
     assert body["hoursRequested"] == 6 and body["issuedGec"] == "0.000000"
-    assert body["skipped"] == {"notOver": 0, "flagged": 0, "withoutNewProduction": 6}
+    assert body["skipped"] == {
+        "notOver": 0,
+        "flagged": 0,
+        "waitingForAnchor": 0,
+        "withoutNewProduction": 6,
+    }
     assert log_size(registry) == size
 
     refusals = [

@@ -81,7 +81,7 @@ def test_writes_csv_and_chart_and_prints_a_summary(
     assert int(table["matched_wh"].sum()) == 8 * 5_000  # pooled: north uses east's surplus
     assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "hourly CFE score     33.33 %" in result.stdout
-    assert "annual volume match  40.00 %" in result.stdout
+    assert "period volume match  40.00 %" in result.stdout  # one day, not a year
     assert "0.120000" in result.stdout  # 120 kWh of consumption in GEC
 
 
@@ -166,3 +166,15 @@ def test_uninitialised_registry_is_exit_3(tmp_path: Path) -> None:
     args = ["--organisation", "x", "--from", FROM, "--to", TO, "--out", str(tmp_path / "out")]
     _one_error_line(_run(args, env), 3, "not initialised")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_time_zone_is_bad_input(
+    registry: Registry, settings: LedgerSettings, database_url: str, buyer: str, tmp_path: Path
+) -> None:
+    env = {**_env(settings, database_url), "CARBONLEDGER_TIMEZONE": "Asia/Beijing"}
+    result = _run(
+        ["--organisation", buyer, "--from", FROM, "--to", TO, "--out", str(tmp_path / "out")], env
+    )
+    _one_error_line(result, 2, "CARBONLEDGER_TIMEZONE")
+    assert "not an IANA time zone name" in result.stderr
+    assert not (tmp_path / "out").exists(), "nothing is written"
