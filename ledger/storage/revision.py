@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The newest migration in `ledger/storage/migrations/versions/`."""
 VERSION_TABLE = "alembic_version"
 
