@@ -9,6 +9,7 @@ CARBONLEDGER_* variables).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode, free_loopback_port
+from anvil_node_support import (
+    ANVIL_ADMIN_KEY,
+    ANVIL_CHAIN_ID,
+    ANVIL_KEYS,
+    AnvilNode,
+    free_loopback_port,
+)
 from loaded_modules_support import loaded_modules, top_level
 from metered_log_support import MeteredLog, metered_log
 
@@ -77,9 +84,30 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
 
 def _deploy_and_anchor(node: AnvilNode, metered: MeteredLog, root: Path) -> Deployed:
     env = _operator_env(metered, node)
-    deployed = _run(["chain", "deploy", "--json"], env)
+    # The admin's cold key deploys and registers; the service's key only anchors.
+    admin_env = {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_ADMIN_KEY}
+    same_key = _run(["chain", "deploy"], {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_KEYS[0]})
+    assert same_key.returncode == 2, same_key.stderr.decode()
+    assert "the admin must not be the anchorer" in same_key.stderr.decode()
+    no_admin = _run(["chain", "deploy"], env)
+    assert no_admin.returncode == 2
+    assert "CARBONLEDGER_CHAIN_ADMIN_KEY" in no_admin.stderr.decode()
+    deployed = _run(["chain", "deploy", "--json"], admin_env)
     assert deployed.returncode == 0, deployed.stderr.decode()
     contract = json.loads(deployed.stdout)["contract"]
+
+    unregistered = _run(["anchor", "now"], env)
+    assert unregistered.returncode == 1, unregistered.stderr.decode()
+    assert "chain register-log" in unregistered.stderr.decode()
+    for admin_only in (["chain", "register-log"], ["chain", "rotate-anchorer", contract]):
+        refused = _run(admin_only, env)  # the anchorer key alone cannot administer
+        assert refused.returncode == 2 and "ADMIN_KEY" in refused.stderr.decode()
+    registered = _run(["chain", "register-log", "--json"], admin_env)
+    assert registered.returncode == 0, registered.stderr.decode()
+    registration = json.loads(registered.stdout)
+    assert registration["maxGrowth"] == 1 << 24
+    origin = metered.registry.log.head().origin
+    assert registration["logId"] == "0x" + hashlib.sha256(origin.encode()).hexdigest()
 
     anchored = _run(["anchor", "now", "--json"], env)
     assert anchored.returncode == 0, anchored.stderr.decode()
