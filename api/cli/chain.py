@@ -97,6 +97,18 @@ def admin_chain(ctx: typer.Context) -> Iterator[tuple[Chain, LocalAccount, Path]
         chain.close()
 
 
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A contract revert of an admin command is a refusal (exit 1, the named error), not an
+    unavailable chain (exit 3)."""
+    from attestation.chain.client import ContractRevert
+
+    try:
+        yield
+    except ContractRevert as error:
+        raise CliError(str(error), EXIT_CHECK_FAILED) from error
+
+
 def _anchorer_address(chain: Chain, given: str | None) -> str:
     """--anchorer, else the address of CARBONLEDGER_CHAIN_ANCHORER_KEY, else (embedded) the
     chain's own first account."""
@@ -269,7 +281,7 @@ def register_log_command(
     Until it is registered the contract refuses every anchor of the log, the first included.
     """
     origin_text, log_id = _log_id(ctx, origin)
-    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors():
+    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors(), _refusals():
         contract = _resolved(chain, data_dir)
         who = _anchorer_address(chain, anchorer)
         sent = contract.register_log(
@@ -301,7 +313,7 @@ def rotate_anchorer_command(
 ) -> None:
     """Make ADDRESS the log's only anchorer (admin key), e.g. after the old key was stolen."""
     origin_text, log_id = _log_id(ctx, origin)
-    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors():
+    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors(), _refusals():
         contract = _resolved(chain, data_dir)
         who = _anchorer_address(chain, anchorer)
         previous = contract.log_config(log_id).anchorer
@@ -339,7 +351,7 @@ def revoke_anchors_command(
     a stolen anchorer key. Rotate the anchorer first. Only anchors younger than the log's
     revocation window can be revoked; revocations stay visible on chain."""
     origin_text, log_id = _log_id(ctx, origin)
-    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors():
+    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors(), _refusals():
         contract = _resolved(chain, data_dir)
         before = contract.log_config(log_id)
         sent = contract.revoke_anchors_above(log_id, keep_size, admin=admin)

@@ -341,3 +341,57 @@ def test_operator_commands_say_what_to_check_about_the_rpc_url(deployed: Deploye
     no_scheme = _run(["chain", "deploy"], {**env, "CARBONLEDGER_CHAIN_RPC": bare})
     assert no_scheme.returncode == 2
     assert f"add it: http://{bare}" in no_scheme.stderr.decode()
+
+
+def test_admin_rotates_the_anchorer_and_revokes_through_the_cli(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 11 attack 9 end to end with the CLI: after `chain rotate-anchorer` the old
+    (stolen) key's `anchor now` is refused before anything is sent; the new key anchors;
+    `chain revoke-anchors` takes the newest anchor back and `anchor status` shows the size."""
+    root = tmp_path_factory.mktemp("cli-rotate")
+    node = AnvilNode(root / "anvil")
+    node.start()
+    try:
+        with metered_log(root / "registry") as metered:
+            env = _operator_env(metered, node)
+            admin_env = {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_ADMIN_KEY}
+            assert _run(["chain", "deploy"], admin_env).returncode == 0
+            assert _run(["chain", "register-log"], admin_env).returncode == 0
+            assert _run(["anchor", "now"], env).returncode == 0
+            first = metered.registry.log.head().size
+
+            new_env = {**env, "CARBONLEDGER_CHAIN_ANCHORER_KEY": ANVIL_KEYS[1]}
+            new_address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil account 1
+            rotated = _run(["chain", "rotate-anchorer", new_address, "--json"], admin_env)
+            assert rotated.returncode == 0, rotated.stderr.decode()
+            assert json.loads(rotated.stdout)["anchorer"] == new_address
+
+            metered.add_readings(2)
+            stolen = _run(["anchor", "now"], env)
+            assert stolen.returncode == 1, stolen.stderr.decode()
+            assert f"names {new_address} as the anchorer" in stolen.stderr.decode()
+            assert _run(["anchor", "now"], new_env).returncode == 0
+            second = metered.registry.log.head().size
+            assert second > first
+
+            revoked = _run(
+                ["chain", "revoke-anchors", "--keep-size", str(first), "--json"], admin_env
+            )
+            assert revoked.returncode == 0, revoked.stderr.decode()
+            result = json.loads(revoked.stdout)
+            assert (result["previousSize"], result["size"], result["revoked"]) == (second, first, 1)
+            status = _run(
+                ["anchor", "status", "--json"],
+                _clean_env()
+                | {
+                    "CARBONLEDGER_DATA_DIR": env["CARBONLEDGER_DATA_DIR"],
+                    "CARBONLEDGER_CHAIN_RPC": node.url,
+                },
+            )
+            assert status.returncode == 0, status.stderr.decode()
+            assert json.loads(status.stdout)["chain"]["size"] == first
+            wrong = _run(["chain", "revoke-anchors", "--keep-size", str(first + 1)], admin_env)
+            assert wrong.returncode == 1 and "NothingToRevoke" in wrong.stderr.decode()
+    finally:
+        node.stop()
