@@ -70,7 +70,7 @@ typecheck:
 	$(BIN)/mypy
 
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 bench: install
 	$(BIN)/python scripts/bench/log.py
