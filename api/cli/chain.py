@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from api.cli.common import (
     EXIT_CHECK_FAILED,
+    EXIT_INCOMPLETE,
     EXIT_UNAVAILABLE,
     CheckLine,
     CliError,
@@ -47,14 +49,12 @@ from api.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from eth_account.signers.local import LocalAccount
 
     from attestation.bundles.chain_reader import AnchorReader
     from attestation.bundles.report import VerificationReport
+    from attestation.bundles.trust import TrustInputs
     from attestation.chain.client import CarbonAnchor, Chain
-    from ledger.log.checkpoint import NoteVerifier
 
 chain_app = command_group("The CarbonAnchor contract on the configured chain.")
 anchor_app = command_group("Anchor the log's head on chain and show what is anchored.")
@@ -580,8 +580,30 @@ def verify_command(
         typer.Option(
             "--rpc",
             metavar="URL",
-            help="JSON-RPC endpoint of the chain the bundle names. Without it: the embedded "
-            "chain under --data-dir.",
+            help="JSON-RPC endpoint of the chain the bundle names (or `rpc` of --trust). "
+            "Without either: the embedded chain under --data-dir, with "
+            "--accept-embedded-chain only.",
+            show_default=False,
+        ),
+    ] = None,
+    trust_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust",
+            metavar="FILE",
+            help="A carbonledger/trust/1 file the operator published: chain id, contract, "
+            "log key, issuers (flags given as well take precedence).",
+            show_default=False,
+        ),
+    ] = None,
+    chain_id: Annotated[
+        int | None,
+        typer.Option(
+            "--chain-id",
+            metavar="ID",
+            min=1,
+            help="The chain you trust; without it (or --trust) the `chain-id` check is not "
+            "made and the verdict is incomplete.",
             show_default=False,
         ),
     ] = None,
@@ -590,8 +612,8 @@ def verify_command(
         typer.Option(
             "--contract",
             metavar="ADDR",
-            help="The anchor contract you trust; without it any contract holding the root "
-            "passes, and the `contract` check is shown as not made.",
+            help="The anchor contract you trust; without it (or --trust) the `contract` "
+            "check is not made and the verdict is incomplete.",
             show_default=False,
         ),
     ] = None,
@@ -601,7 +623,8 @@ def verify_command(
             "--log-key",
             metavar="VERIFIER_KEY",
             help="The log's checkpoint verifier key (as printed by `carbonledger init`). "
-            "Required with --rpc; without --rpc, the registry's own key is used.",
+            "Required with --rpc unless --trust gives it; on the embedded chain, the "
+            "registry's own key.",
             show_default=False,
         ),
     ] = None,
@@ -610,11 +633,19 @@ def verify_command(
         typer.Option(
             "--issuer",
             metavar="DID",
-            help="The credential issuer you trust (the registry's did:key); without it any "
-            "issuer the anchored log declares is accepted.",
+            help="The credential issuer you trust (the registry's did:key, listed by GET "
+            "/v1/log); without it (or --trust) a certificate's `issuer` check is not made.",
             show_default=False,
         ),
     ] = None,
+    accept_embedded_chain: Annotated[
+        bool,
+        typer.Option(
+            "--accept-embedded-chain",
+            help="Check the bundle against the registry's own in-process chain under "
+            "--data-dir, which proves nothing to anyone but its operator.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Check a proof bundle with nothing but the bundle and the chain.
@@ -624,71 +655,110 @@ def verify_command(
     one chain call: the contract holds that root at that size for that log. For a
     certificate bundle it also checks the credential, its issuer, device, evidence
     readings and energy, split lineage and current status, and says in plain words what
-    was proven. Prints every check with PASS or FAIL and exits 1 naming the checks that
-    failed (a withdrawn certificate fails, with the withdrawal reason).
+    was proven. Prints every check with PASS, FAIL or SKIP (not made). Exit 0 only when
+    every check passed; 1 naming the checks that failed (a withdrawn certificate fails,
+    with the withdrawal reason); 4 when none failed but a check could not be made for
+    want of a trust input (--chain-id, --contract, --issuer or --trust).
     """
     from attestation.bundles.format import MAX_BUNDLE_BYTES
     from attestation.bundles.report import UnusableInputError
     from attestation.bundles.verify import verify_bundle
 
     data = read_bytes(bundle_file, MAX_BUNDLE_BYTES, "a proof bundle")
-    if issuer is not None:
-        check_issuer_option(issuer)
+    trust = trust_inputs(trust_file, chain_id, contract, log_key, issuer)
+    rpc = rpc or trust.rpc
     if rpc is not None:
         checked_rpc_url(rpc, "--rpc")
-        if log_key is None:
-            fail("--rpc needs --log-key with the log's verifier key")
-    verifier = None if log_key is None else parse_log_key(log_key)
-    with verification_chain(ctx, rpc) as (reader, registry_key):
-        key = verifier or registry_key
-        assert key is not None, "without --rpc the registry's own key is used"
+        if trust.log_key is None:
+            fail("--rpc needs --log-key (or --trust) with the log's verifier key")
+    elif not accept_embedded_chain:
+        fail(
+            "no --rpc: the only chain to check is the registry's embedded chain under "
+            "--data-dir, which proves nothing to an outsider (whoever holds the directory "
+            "can rewrite it); give --rpc and the operator's published keys, or pass "
+            "--accept-embedded-chain"
+        )
+    with verification_chain(ctx, rpc) as (reader, registry_trust):
+        if registry_trust is not None:
+            trust = trust.merged_over(registry_trust)
+        assert trust.log_verifier is not None, "checked above, or the registry's own key"
         try:
             report = verify_bundle(
                 data,
                 anchor_reader=reader,
-                log_verifier_key=key,
-                trusted_contract=contract,
-                trusted_issuer=issuer,
+                log_verifier_key=trust.log_verifier,
+                trusted_contract=None if trust.contract is None else trust.contract.value,
+                trusted_issuer=trust.issuer_dids,
+                trusted_chain_id=None if trust.chain_id is None else trust.chain_id.value,
             )
         except UnusableInputError as error:
             fail(str(error))
+    embedded_note = (
+        None
+        if rpc is not None
+        else "embedded chain: checked against this registry's own in-process chain, which "
+        "its operator can rewrite; it proves nothing to anyone else"
+    )
     if json_output:
-        write_machine(json.dumps(report_json(report)))
+        document = report_json(report)
+        document["embeddedChain"] = rpc is None
+        write_machine(json.dumps(document))
         if not report.ok:
             raise typer.Exit(EXIT_CHECK_FAILED)
+        if not report.complete:
+            raise typer.Exit(EXIT_INCOMPLETE)
         return
-    print_report(report)
+    print_report(report, embedded_note)
 
 
-def check_issuer_option(issuer: str) -> None:
-    from ledger.credentials.data_integrity import CredentialError, public_key_from_did_key
+def trust_inputs(
+    trust_file: Path | None,
+    chain_id: int | None,
+    contract: str | None,
+    log_key: str | None,
+    issuer: str | None,
+) -> TrustInputs:
+    """The flags' trust inputs over the trust file's; each malformed one is a usage error."""
+    from attestation.bundles.trust import (
+        Source,
+        TrustError,
+        TrustInputs,
+        load_trust_file,
+        parse_chain_id,
+        parse_contract,
+        parse_issuers,
+        parse_log_key,
+    )
 
     try:
-        public_key_from_did_key(issuer)
-    except CredentialError as error:
-        fail(f"--issuer: {error}")
-    if "#" in issuer:
-        fail("--issuer: give the did:key DID, not a DID URL")
-
-
-def parse_log_key(text: str) -> NoteVerifier:
-    from ledger.log.checkpoint import CheckpointError, NoteVerifier
-
-    try:
-        return NoteVerifier.parse(text)
-    except CheckpointError as error:
-        fail(f"--log-key: {error}")
+        flags = TrustInputs(
+            chain_id=None
+            if chain_id is None
+            else parse_chain_id(chain_id, Source.FLAG, "--chain-id"),
+            contract=None
+            if contract is None
+            else parse_contract(contract, Source.FLAG, "--contract"),
+            log_key=None if log_key is None else parse_log_key(log_key, Source.FLAG, "--log-key"),
+            issuers=None if issuer is None else parse_issuers([issuer], Source.FLAG, "--issuer"),
+        )
+        if trust_file is None:
+            return flags
+        return flags.merged_over(load_trust_file(trust_file))
+    except TrustError as error:
+        fail(str(error))
 
 
 @contextmanager
 def verification_chain(
     ctx: typer.Context, rpc_url: str | None
-) -> Iterator[tuple[AnchorReader, NoteVerifier | None]]:
-    """(the chain's anchor reader, the registry's log key or None).
+) -> Iterator[tuple[AnchorReader, TrustInputs | None]]:
+    """(the chain's anchor reader, the registry's own trust inputs or None).
 
     With `--rpc`: the standard-library JSON-RPC reader, after one request that tells an
     unreachable node (exit 3) from a bundle that fails its `chain` check (exit 1). Without:
-    the embedded chain of the registry under `--data-dir`, and that registry's log key.
+    the embedded chain of the registry under `--data-dir`, and what that registry knows of
+    itself (its log key, chain, contract and declared issuers) — inputs from the very
+    operator a verifier should not have to trust, hence `--accept-embedded-chain`.
     """
     if rpc_url is not None:
         from attestation.bundles.chain_reader import rpc_anchor_reader
@@ -699,19 +769,34 @@ def verification_chain(
         yield rpc_anchor_reader(rpc_url), None
         return
     from attestation.bundles.chain_reader import ChainAnchorReader
+    from attestation.bundles.trust import Pinned, Source, TrustInputs
     from attestation.chain.client import open_embedded_chain
+    from attestation.chain.deployment import recorded_deployments
+    from ledger.credentials.issuer import declared_issuers
 
     settings = api_settings(ctx)
+    where = str(settings.data_dir)
     with open_registry(settings) as registry, chain_errors():
         chain = open_embedded_chain(settings.data_dir)
         try:
-            yield ChainAnchorReader(chain.w3), registry.signer.verifier
+            deployment = recorded_deployments(settings.data_dir).get(chain.chain_id)
+            issuers = tuple(declared_issuers(registry.log))
+            own = TrustInputs(
+                chain_id=Pinned(chain.chain_id, Source.DATA_DIR, where),
+                contract=None
+                if deployment is None
+                else Pinned(deployment.address, Source.DATA_DIR, where),
+                log_key=Pinned(registry.signer.verifier, Source.DATA_DIR, where),
+                issuers=Pinned(issuers, Source.DATA_DIR, where) if issuers else None,
+            )
+            yield ChainAnchorReader(chain.w3), own
         finally:
             chain.close()
 
 
-def print_report(report: VerificationReport) -> None:
-    """Every check as PASS, FAIL or SKIP (not made), then what the bundle proves."""
+def print_report(report: VerificationReport, note: str | None = None) -> None:
+    """Every check as PASS, FAIL or SKIP (not made), then what the bundle proves; exit 1
+    when a check failed, 4 when one was not made."""
     from attestation.bundles.report import CheckStatus
 
     verdicts = {CheckStatus.PASSED: True, CheckStatus.FAILED: False}
@@ -728,13 +813,21 @@ def print_report(report: VerificationReport) -> None:
     console = stdout_console()
     for line in report.summary:
         print_headline(console, line, "bold")
+    if note is not None:
+        print_headline(console, f"note: {note}")
     made = sum(1 for c in report.checks if c.status == CheckStatus.PASSED)
-    skipped = len(report.checks) - made
-    summary = f"verified: {made} checks passed"
-    if skipped:
-        summary += f", {skipped} not made (SKIP)"
-    summary += f"; offline {report.offline_seconds * 1000:.2f} ms"
-    print_headline(console, summary)
+    timing = f"offline {report.offline_seconds * 1000:.2f} ms"
+    not_made = [c.name for c in report.checks if c.status == CheckStatus.NOT_CHECKED]
+    if not_made:
+        # Nothing failed, but "not checked" is never success: what was not pinned is not
+        # proven, so the verdict is incomplete and the exit code says so.
+        print_headline(console, f"incomplete: {made} checks passed; {timing}")
+        fail(
+            f"verification incomplete: not made: {', '.join(not_made)} (pin the missing trust "
+            "inputs with --chain-id, --contract, --issuer or --trust FILE)",
+            EXIT_INCOMPLETE,
+        )
+    print_headline(console, f"verified: {made} checks passed; {timing}")
 
 
 def report_json(report: VerificationReport) -> dict[str, Any]:

@@ -42,6 +42,8 @@ EXIT_USAGE = 2
 """The command was used wrongly or its input is malformed."""
 EXIT_UNAVAILABLE = 3
 """The registry or the chain cannot be used: not initialised, unreachable, bad key file."""
+EXIT_INCOMPLETE = 4
+"""No check failed, but one could not be made (a trust input was not given): not a success."""
 
 STDIN = "-"
 

@@ -130,8 +130,9 @@ class BundleContext:
     entry_checks: Mapping[int, Check]
     """Per entry index: the result of its own `entry[i]` check."""
     keys: Mapping[str, ProvenKey]
-    trusted_issuer: str | None
-    """The credential issuer DID the verifier pinned, if any."""
+    trusted_issuers: tuple[str, ...]
+    """The credential issuer DIDs the verifier trusts; empty: none pinned, so the `issuer`
+    check is not made (and the report is incomplete)."""
     now: int
     """The verifier's clock (seconds since the epoch), for statuses such as expiry."""
 

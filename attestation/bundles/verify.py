@@ -238,27 +238,49 @@ def _contract_check(anchor: BundleAnchor, pinned: str | None) -> Check:
     return Check("contract", FAILED, f"anchor.contract {anchor.contract} is not {pinned}")
 
 
+def _chain_id_check(anchor: BundleAnchor, pinned: int | None) -> Check:
+    if pinned is None:
+        return Check("chain-id", NOT_CHECKED, "no chain pinned (--chain-id)")
+    if pinned == anchor.chain_id:
+        return Check("chain-id", PASSED, f"the pinned chain {pinned}")
+    return Check("chain-id", FAILED, f"anchor.chainId {anchor.chain_id} is not {pinned}")
+
+
 def verify_bundle(
     bundle: bytes | str | Mapping[str, Any] | ProofBundle,
     *,
     anchor_reader: AnchorReader,
     log_verifier_key: NoteVerifier,
     trusted_contract: str | None = None,
-    trusted_issuer: str | None = None,
+    trusted_issuer: str | Sequence[str] | None = None,
+    trusted_chain_id: int | None = None,
     now: int | None = None,
     products: Sequence[Product] = PRODUCTS,
 ) -> VerificationReport:
     """Verify a bundle (bytes, text, decoded JSON or model); see the module docstring.
 
     `log_verifier_key` is the log's checkpoint key from the verifier's own configuration.
-    `trusted_contract`, when given, pins the anchor contract; `trusted_issuer` pins the DID
-    that credentials must be issued by; `now` (default: the clock) is the moment statuses
-    such as expiry are judged at; `products` are the checkers run (default: every product
-    this registry defines). Raises UnusableInputError only for arguments of the wrong
-    type; everything about the bundle ends up in the report.
+    `trusted_contract`, when given, pins the anchor contract, `trusted_chain_id` the chain;
+    `trusted_issuer` pins the DID (or DIDs) that credentials must be issued by. A trust
+    input not given leaves its check not made, and the report incomplete; `now` (default:
+    the clock) is the moment statuses such as expiry are judged at; `products` are the
+    checkers run (default: every product this registry defines). Raises UnusableInputError
+    only for arguments of the wrong type; everything about the bundle ends up in the report.
     """
-    if trusted_issuer is not None and not isinstance(trusted_issuer, str):
-        raise UnusableInputError("trusted_issuer must be a DID string")
+    if trusted_issuer is None:
+        issuers: tuple[str, ...] = ()
+    elif isinstance(trusted_issuer, str):
+        issuers = (trusted_issuer,)
+    elif isinstance(trusted_issuer, Sequence) and all(
+        isinstance(did, str) for did in trusted_issuer
+    ):
+        issuers = tuple(trusted_issuer)
+    else:
+        raise UnusableInputError("trusted_issuer must be a DID string or a sequence of them")
+    if trusted_chain_id is not None and (
+        isinstance(trusted_chain_id, bool) or not isinstance(trusted_chain_id, int)
+    ):
+        raise UnusableInputError("trusted_chain_id must be an integer")
     moment = int(time.time()) if now is None else now
     if not isinstance(bundle, bytes | str | Mapping | ProofBundle):
         raise UnusableInputError("a bundle is bytes, text, a JSON object or a ProofBundle")
@@ -291,9 +313,10 @@ def verify_bundle(
     checks += entry_checks
     findings = _bundle_checks(
         products,
-        BundleContext(parsed, decoded, included, by_index, keys, trusted_issuer, moment),
+        BundleContext(parsed, decoded, included, by_index, keys, issuers, moment),
     )
     checks += findings.checks
+    checks.append(_chain_id_check(anchor, trusted_chain_id))
     checks.append(_contract_check(anchor, pinned))
     offline = time.perf_counter() - started
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from attestation.bundles.report import (
     FAILED,
+    NOT_CHECKED,
     PASSED,
     BundleContext,
     BundleFindings,
@@ -209,9 +210,10 @@ class _Analysis:
             raise _FailedError(
                 name, f"{what} at index {index} precedes its issuer's declaration at {declared}"
             )
-        pinned = self.context.trusted_issuer
-        if pinned is not None and did != pinned:
-            raise _FailedError(name, f"{what} is signed by {did}, not the pinned issuer {pinned}")
+        pinned = self.context.trusted_issuers
+        if pinned and did not in pinned:
+            trusted = " or ".join(pinned)
+            raise _FailedError(name, f"{what} is signed by {did}, not the pinned issuer {trusted}")
 
     # ---- certificate: which one, and its credential
 
@@ -268,8 +270,7 @@ class _Analysis:
         for index, facts in lineage:
             self._require_issuer("issuer", facts.issuer, index, f"credential {facts.certificate}")
         did = lineage[-1][1].issuer
-        pinned = " (the pinned issuer)" if self.context.trusted_issuer else " (not pinned)"
-        return f"issuer {did}{pinned}, declared by the log at index {self.declared[did]}"
+        return f"issuer {did}, declared by the log at index {self.declared[did]}"
 
     # ---- device
 
@@ -546,7 +547,13 @@ def check_certificate(context: BundleContext) -> BundleFindings:
             )
         )
         step = "issuer"
-        checks.append(Check("issuer", PASSED, analysis.issuer(lineage)))
+        declared = analysis.issuer(lineage)  # raises when a credential's issuer is wrong
+        if context.trusted_issuers:
+            checks.append(Check("issuer", PASSED, declared))
+        else:
+            # Any key can declare itself an issuer in a log its operator controls: without
+            # a pinned issuer the credential proves only that *someone* signed it.
+            checks.append(Check("issuer", NOT_CHECKED, f"{declared}; not pinned (--issuer)"))
         step = "device"
         device = analysis.device(lineage[0][0], target)
         checks.append(

@@ -321,6 +321,8 @@ def test_solar_meter_to_verified_retired_certificate_and_matching_report(
         journey.node.url,
         "--contract",
         journey.contract.address,
+        "--chain-id",
+        str(journey.contract.chain.chain_id),
         "--log-key",
         journey.registry.signer.verifier.encode(),
         "--issuer",

@@ -148,6 +148,8 @@ def _verify(
         rpc or deployed.node.url,
         "--contract",
         contract or deployed.contract,
+        "--chain-id",
+        str(ANVIL_CHAIN_ID),
         "--log-key",
         key or deployed.log_key,
     ]
@@ -299,6 +301,8 @@ def test_verify_with_rpc_loads_neither_web3_nor_the_storage_layer(deployed: Depl
             deployed.node.url,
             "--contract",
             deployed.contract,
+            "--chain-id",
+            str(ANVIL_CHAIN_ID),
             "--log-key",
             deployed.log_key,
         ],

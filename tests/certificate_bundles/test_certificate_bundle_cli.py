@@ -110,7 +110,15 @@ def _verify(written: Written, bundle: Path, *extra: str) -> subprocess.Completed
     env = {key: value for key, value in os.environ.items() if not key.startswith("CARBONLEDGER_")}
     env.update(CARBONLEDGER_DATA_DIR=str(written.data_dir), NO_COLOR="1", COLUMNS="400")
     return subprocess.run(
-        [str(CLI), "verify", str(bundle), "--contract", written.contract, *extra],
+        [
+            str(CLI),
+            "verify",
+            str(bundle),
+            "--accept-embedded-chain",
+            "--contract",
+            written.contract,
+            *extra,
+        ],
         env=env,
         capture_output=True,
         text=True,
