@@ -259,7 +259,7 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
             "root": "0x" + root.hex(),
         }
     with chain_errors():
-        from attestation.chain.client import open_embedded_chain
+        from attestation.chain.embedded import open_embedded_chain
 
         chain = open_embedded_chain(data_dir)
         try:
@@ -409,7 +409,7 @@ def verification_chain(
         yield rpc_anchor_reader(rpc_url), None
         return
     from attestation.bundles.chain_reader import ChainAnchorReader
-    from attestation.chain.client import open_embedded_chain
+    from attestation.chain.embedded import open_embedded_chain
 
     settings = api_settings(ctx)
     with open_registry(settings) as registry, chain_errors():

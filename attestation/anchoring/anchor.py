@@ -18,13 +18,8 @@ from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
 from attestation.anchoring.records import ChainAnchor
-from attestation.chain.client import (
-    AnchorReceipt,
-    CarbonAnchor,
-    Chain,
-    ChainBackend,
-    log_id_for_origin,
-)
+from attestation.chain.client import AnchorReceipt, CarbonAnchor, ChainBackend, log_id_for_origin
+from attestation.chain.embedded import Chain
 from attestation.chain.errors import ChainError
 from ledger.log.merkle import ConsistencyProofError, verify_consistency
 from ledger.log.store import Log

@@ -20,8 +20,9 @@ from attestation.anchoring.scheduler import (
 from attestation.bundles.build import build_bundle
 from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.bundles.verify import verify_bundle
-from attestation.chain.client import ChainBackend, ChainSettings, open_embedded_chain
+from attestation.chain.client import ChainBackend, ChainSettings
 from attestation.chain.deployment import recorded_deployments, resolve_contract
+from attestation.chain.embedded import open_embedded_chain
 from attestation.chain.errors import ChainError
 
 

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 import pytest
 from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, anvil_process
 
-from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
+from attestation.chain.client import CarbonAnchor
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain, open_embedded_chain
 
 
 @pytest.fixture(scope="session")

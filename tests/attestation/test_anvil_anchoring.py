@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, expect_revert, free_loopback_port
 
-from attestation.chain.client import (
-    ANCHORER_ROLE,
-    CarbonAnchor,
-    Chain,
-    log_id_for_origin,
-    open_rpc_chain,
-)
+from attestation.chain.client import ANCHORER_ROLE, CarbonAnchor, log_id_for_origin
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain
 from attestation.chain.errors import ChainError
 from ledger.log.store import Log
 from ledger.registry import Registry, initialise_registry

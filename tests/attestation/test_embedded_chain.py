@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 from anchor_support import expect_revert
 
-from attestation.chain.client import (
-    JOURNAL_NAME,
-    CarbonAnchor,
-    Chain,
-    ChainBackend,
-    ChainSettings,
-    log_id_for_origin,
-    open_chain,
-    open_embedded_chain,
-)
+from attestation.chain.client import CarbonAnchor, ChainBackend, ChainSettings, log_id_for_origin
+from attestation.chain.connect import open_chain
+from attestation.chain.embedded import JOURNAL_NAME, Chain, open_embedded_chain
 from attestation.chain.errors import ChainError
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings

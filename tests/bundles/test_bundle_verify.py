@@ -41,7 +41,8 @@ from attestation.bundles.report import (
     report_lines,
 )
 from attestation.bundles.verify import PRODUCTS, verify_bundle
-from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
+from attestation.chain.embedded import Chain, open_embedded_chain
 from ledger.log.canonical import canonical_json
 from ledger.log.checkpoint import NoteSigner
 from ledger.log.store import EntryNotFoundError

@@ -19,8 +19,9 @@ from certificate_bundle_support import MemoReader, issued_and_anchored
 
 from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.bundles.format import bundle_bytes
-from attestation.chain.client import CarbonAnchor, open_embedded_chain
+from attestation.chain.client import CarbonAnchor
 from attestation.chain.deployment import deploy_and_record
+from attestation.chain.embedded import open_embedded_chain
 from ledger.certificates.lifecycle import (
     RetirementRequest,
     retire_certificate,
