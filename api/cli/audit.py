@@ -162,7 +162,7 @@ def chain_audit(
             return audit_anchors(
                 log, w3, address, log_size=size, from_block=first_block(recorded, address)
             )
-        chain = open_embedded_chain(data_dir)
+        chain = open_embedded_chain(data_dir, read_only=True)
         try:
             address = (
                 contract

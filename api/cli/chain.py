@@ -224,7 +224,7 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
     """What the configured chain holds for the log, read without any key.
 
     A JSON-RPC chain is read with `attestation.chain.rpc` (no account, nothing sent); the
-    embedded chain is opened like `serve` does (which fails while `serve` owns it).
+    embedded chain is opened read-only: a snapshot, which works while `serve` writes it.
     """
     from attestation.chain.client import ChainBackend, log_id_for_origin
     from attestation.chain.deployment import recorded_deployments, resolve_contract
@@ -261,7 +261,7 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
     with chain_errors():
         from attestation.chain.embedded import open_embedded_chain
 
-        chain = open_embedded_chain(data_dir)
+        chain = open_embedded_chain(data_dir, read_only=True)
         try:
             contract = resolve_contract(chain, settings, data_dir, deploy_embedded=False)
             latest = contract.latest(log_id)
@@ -413,7 +413,7 @@ def verification_chain(
 
     settings = api_settings(ctx)
     with open_registry(settings) as registry, chain_errors():
-        chain = open_embedded_chain(settings.data_dir)
+        chain = open_embedded_chain(settings.data_dir, read_only=True)
         try:
             yield ChainAnchorReader(chain.w3), registry.signer.verifier
         finally:

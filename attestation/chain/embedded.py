@@ -1,12 +1,19 @@
 """The embedded chain: an in-process py-evm chain behind web3's `EthereumTesterProvider`.
 
-Nothing to install or start. Its state lives in memory, so to survive a restart every
-mined transaction is appended, signed and raw, to a journal file in the data directory and
-replayed in order into a fresh chain on start. The genesis and the test accounts of
-eth-tester are fixed, signed transactions carry their own nonce and chain id, and every
-transaction is mined alone in its own block, so the replay reproduces the same transaction
-hashes, block numbers, contract addresses and contract storage (block hashes and timestamps
-differ; nothing here depends on them).
+Nothing to install or start. py-evm's whole database (headers, receipts, the account and
+storage tries) lives in `DATA_DIR/chain/embedded-state.sqlite3` (`attestation.chain.statedb`),
+committed once per mined block, so opening the chain reads its head and not its history
+(decision 75). One process writes (`serve`, `anchor now`; an exclusive lock on
+`embedded-chain.lock`); any number read at the same time with `read_only=True`, each on a
+snapshot taken when it opened.
+
+Data directories from before kept a journal of every signed transaction
+(`embedded-chain.jsonl`) and replayed it on every start. The first writer open replays it
+once into the state file, checking every hash, block and status, and renames it
+`embedded-chain.jsonl.migrated`. The genesis and the test accounts of eth-tester are fixed,
+signed transactions carry their own nonce and chain id, and every transaction is mined alone
+in its own block, so the replay reproduces the same transaction hashes, block numbers,
+contract addresses and contract storage.
 
 `Chain` (web3 plus the local signing accounts) is shared with the JSON-RPC backend, which
 `attestation.chain.connect` opens.
@@ -17,16 +24,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from eth.db.atomic import AtomicDB
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.backends.pyevm.main import (
+    generate_genesis_state_for_keys,
+    get_default_genesis_params,
+)
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
@@ -36,8 +47,12 @@ from web3.types import TxParams
 
 from attestation.chain.client import ChainBackend, ContractRevert, decode_revert, revert_data
 from attestation.chain.errors import ChainError
+from attestation.chain.statedb import StateFile
 
 JOURNAL_NAME = "embedded-chain.jsonl"
+"""The replay journal of data directories from before the state file (migrated once)."""
+STATE_NAME = "embedded-state.sqlite3"
+LOCK_NAME = "embedded-chain.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,60 +63,23 @@ class SentTransaction:
     contract_address: str | None
 
 
-class _Journal:
-    """Append-only record of every mined transaction of the embedded chain (JSON lines).
+class _WriterLock:
+    """The exclusive lock of the one process that may write an embedded chain.
 
-    Each line: {"tx": hash, "raw": signed bytes, "block": n, "status": 0|1} and "contract"
-    for a creation. The file is
-    locked exclusively while open: two processes on one embedded chain would fork it.
+    Two writers would fork the chain (each mines its own block N+1). Readers take no lock.
     """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._handle: IO[str] = path.open("a+", encoding="utf-8")
+        self._handle: IO[bytes] = path.open("ab")
         try:
             fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             self._handle.close()
-            raise ChainError(f"the embedded chain {path} is in use by another process") from exc
-
-    def records(self) -> list[dict[str, Any]]:
-        self._handle.seek(0)
-        text = self._handle.read()
-        lines = text.split("\n")
-        records = []
-        for number, line in enumerate(lines, start=1):
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                # Only the very last line may be torn (a crash during the append); that
-                # transaction was never acknowledged, so it is dropped. Anything else is damage.
-                if number == len(lines) and not text.endswith("\n"):
-                    self._truncate(len(text) - len(line))
-                    break
-                raise ChainError(f"{self.path}: line {number} is not valid JSON") from exc
-        return records
-
-    def _truncate(self, length: int) -> None:
-        self._handle.truncate(length)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def append(self, raw: bytes, sent: SentTransaction, status: int) -> None:
-        record: dict[str, Any] = {
-            "tx": sent.tx_hash.hex(),
-            "raw": raw.hex(),
-            "block": sent.block,
-            "status": status,
-        }
-        if sent.contract_address:
-            record["contract"] = sent.contract_address
-        self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+            raise ChainError(
+                f"the embedded chain {path.parent} is in use by another process (`serve`?); "
+                "read-only commands still work, and `serve` anchors by itself"
+            ) from exc
 
     def close(self) -> None:
         self._handle.close()  # closing the descriptor releases the lock
@@ -115,7 +93,10 @@ class Chain:
     backend: ChainBackend
     chain_id: int
     accounts: Sequence[LocalAccount]
-    _journal: _Journal | None = None
+    read_only: bool = False
+    _state: StateFile | None = None
+    _writer_lock: _WriterLock | None = None
+    _contracts: list[str] = field(default_factory=list)
     _nonces: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,13 +106,21 @@ class Chain:
         return self.accounts[0]
 
     @property
-    def journal_path(self) -> Path | None:
-        return self._journal.path if self._journal else None
+    def state_path(self) -> Path | None:
+        return self._state.path if self._state is not None else None
+
+    @property
+    def state_reads(self) -> int:
+        """Keys read from the state file so far (the O(1)-open test counts them)."""
+        return self._state.reads if self._state is not None else 0
 
     def close(self) -> None:
-        if self._journal:
-            self._journal.close()
-            self._journal = None
+        if self._state is not None:
+            self._state.close()
+            self._state = None
+        if self._writer_lock:
+            self._writer_lock.close()
+            self._writer_lock = None
 
     def forget_nonces(self) -> None:
         """Re-read nonces from the node on the next send (after a reorg or a replaced tx)."""
@@ -161,10 +150,8 @@ class Chain:
             self._nonces[signer.address] = nonce + 1
 
     def contracts_deployed(self) -> list[str]:
-        """Addresses created by journaled transactions (embedded chain), oldest first."""
-        if self._journal is None:
-            return []
-        return [r["contract"] for r in self._journal.records() if r.get("contract")]
+        """Addresses created by transactions of the persisted embedded chain, oldest first."""
+        return list(self._contracts)
 
     def send(self, tx: dict[str, Any], signer: LocalAccount | None = None) -> SentTransaction:
         """Sign locally, send, wait for the receipt; a reverted transaction raises.
@@ -173,6 +160,10 @@ class Chain:
         transactions sent back to back from this process never share one.
         """
         signer = signer or self.account
+        if self.read_only:
+            raise ChainError(
+                "the embedded chain is open read-only (`serve` holds it); nothing can be sent"
+            )
         with self._lock:
             nonce = self._nonces.get(signer.address)
             if nonce is None:
@@ -191,10 +182,12 @@ class Chain:
                 int(receipt["gasUsed"]),
                 str(receipt["contractAddress"]) if receipt["contractAddress"] else None,
             )
-            if self._journal is not None:
-                # A reverted transaction is mined too and uses its nonce, so it is journaled
-                # as well: leaving it out would shift every later nonce on replay.
-                self._journal.append(bytes(signed.raw_transaction), sent, int(receipt["status"]))
+            if self._state is not None:
+                # Every transaction is mined alone in its block (eth-tester auto-mines), so
+                # this commits exactly one block; a reverted one is mined and kept too.
+                if sent.contract_address:
+                    self._contracts.append(sent.contract_address)
+                self._state.commit(_meta(sent.block, self._contracts))
         if receipt["status"] != 1:
             self._raise_for_failed(tx, signer, sent)
         return sent
@@ -214,28 +207,118 @@ class Chain:
         raise ContractRevert("unknown", {}, b"", sent.tx_hash)
 
 
-def open_embedded_chain(data_dir: Path | None) -> Chain:
-    """The in-process chain; with a data directory, replay its journal and keep appending.
+def _meta(block: int, contracts: Sequence[str]) -> dict[str, str]:
+    return {"head": str(block), "contracts": json.dumps(list(contracts))}
 
-    `data_dir=None` gives a throw-away chain (tests). The replay checks each transaction
-    hash, block number and status against the journal, so a changed genesis or EVM rule
-    is detected instead of silently producing a different chain.
+
+def open_embedded_chain(data_dir: Path | None, *, read_only: bool = False) -> Chain:
+    """The in-process chain; with a data directory, the one persisted there.
+
+    `data_dir=None` gives a throw-away chain (tests). `read_only` opens a snapshot next to a
+    running writer: calls and reads work, `send` raises. A read-only open of a directory
+    with no state file yet (nothing written, or a journal a writer has not migrated) gives
+    the chain in memory, replaying the journal if there is one.
     """
     backend = PyEVMBackend()
-    w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
     accounts = [Account.from_key(key.to_bytes()) for key in backend.account_keys]
-    journal = _Journal(data_dir / "chain" / JOURNAL_NAME) if data_dir is not None else None
-    chain = Chain(w3, ChainBackend.EMBEDDED, int(w3.eth.chain_id), accounts)
-    if journal is None:
-        return chain
+    if data_dir is None:
+        return _chain(backend, accounts)
+    directory = data_dir / "chain"
+    journal = directory / JOURNAL_NAME
+    if read_only:
+        if not (directory / STATE_NAME).exists():
+            chain = _chain(backend, accounts, read_only=True)
+            for number, record in enumerate(journal_records(journal), start=1):
+                _replay(chain.w3, record, number, journal)
+            return chain
+        snapshot = StateFile(directory / STATE_NAME, read_only=True)
+        try:
+            return _persisted(backend, accounts, snapshot, None)
+        except BaseException:
+            snapshot.close()
+            raise
+    lock = _WriterLock(directory / LOCK_NAME)
+    state: StateFile | None = None
     try:
-        for number, record in enumerate(journal.records(), start=1):
-            _replay(w3, record, number, journal.path)
+        state = StateFile(directory / STATE_NAME)
+        return _persisted(backend, accounts, state, lock, journal)
     except BaseException:
-        journal.close()
+        if state is not None:
+            state.close()
+        lock.close()
         raise
-    chain._journal = journal
+
+
+def _chain(
+    backend: PyEVMBackend, accounts: Sequence[LocalAccount], *, read_only: bool = False
+) -> Chain:
+    w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
+    return Chain(w3, ChainBackend.EMBEDDED, int(w3.eth.chain_id), accounts, read_only)
+
+
+def _persisted(
+    backend: PyEVMBackend,
+    accounts: Sequence[LocalAccount],
+    state: StateFile,
+    lock: _WriterLock | None,
+    journal: Path | None = None,
+) -> Chain:
+    # eth-tester's chain class is built inside its setup function; take it from the
+    # in-memory chain PyEVMBackend made, and point a new one at the file.
+    chain_class = type(backend.chain)
+    head = state.meta("head")
+    if head is not None:
+        backend.chain = chain_class(AtomicDB(state))
+        chain = _chain(backend, accounts, read_only=lock is None)
+        chain._contracts = list(json.loads(state.meta("contracts") or "[]"))
+    else:
+        if lock is None:  # a reader found an empty file a writer is just creating
+            raise ChainError(f"{state.path} holds no chain yet; try again in a moment")
+        # The same genesis PyEVMBackend builds, written into the file.
+        backend.chain = chain_class.from_genesis(
+            AtomicDB(state),
+            get_default_genesis_params(),
+            generate_genesis_state_for_keys(backend.account_keys),
+        )
+        chain = _chain(backend, accounts)
+        records = journal_records(journal) if journal is not None else []
+        for number, record in enumerate(records, start=1):
+            assert journal is not None
+            _replay(chain.w3, record, number, journal)
+        chain._contracts = [str(r["contract"]) for r in records if r.get("contract")]
+        state.commit(_meta(int(chain.w3.eth.block_number), chain._contracts))
+    chain._state = state
+    chain._writer_lock = lock
+    if lock is not None and journal is not None and journal.exists():
+        # After the commit above, or left over by a crash right after it: the state file
+        # holds everything the journal did.
+        journal.rename(journal.with_name(JOURNAL_NAME + ".migrated"))
     return chain
+
+
+def journal_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a replay journal, oldest first; [] when there is none.
+
+    Each line: {"tx": hash, "raw": signed bytes, "block": n, "status": 0|1} and "contract"
+    for a creation. Only the very last line may be torn (a crash during its append; that
+    transaction was never acknowledged), and it is dropped; anything else is damage.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise ChainError(f"{path}: line {number} is not valid JSON") from exc
+    return records
 
 
 def _replay(w3: Web3, record: Mapping[str, Any], number: int, path: Path) -> None:

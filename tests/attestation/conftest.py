@@ -14,7 +14,7 @@ from attestation.chain.embedded import Chain, open_embedded_chain
 
 @pytest.fixture(scope="session")
 def embedded_chain() -> Iterator[Chain]:
-    """A throw-away in-process chain (no journal) shared by the read-only tests."""
+    """A throw-away in-process chain (nothing on disk) shared by the read-only tests."""
     chain = open_embedded_chain(None)
     yield chain
     chain.close()

@@ -366,7 +366,7 @@ def test_a_restarted_embedded_chain_keeps_bundles_verifiable(tmp_path: Path) -> 
         )
         assert before.ok
         chain.close()
-        # A fresh process: the journal is replayed into a new in-memory chain.
+        # A fresh process: the chain is reopened from its state file.
         chain = open_embedded_chain(tmp_path / "node")
         after = verify_bundle(
             wire,
