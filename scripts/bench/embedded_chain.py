@@ -36,7 +36,7 @@ from pathlib import Path
 from _common import emit_json, machine_description, progress
 
 from attestation.chain.client import CarbonAnchor, ChainSettings, log_id_for_origin
-from attestation.chain.deployment import resolve_contract
+from attestation.chain.deployment import ensure_log_registered, resolve_contract
 from attestation.chain.embedded import STATE_NAME, open_embedded_chain
 from ledger.registry import open_registry
 from ledger.settings import LedgerSettings
@@ -83,6 +83,7 @@ def make_anchors(data_dir: Path, count: int) -> tuple[str, str, float]:
         contract = resolve_contract(chain, ChainSettings(), data_dir)  # deploys, like serve
         origin = registry.log.head().origin
         log_id = log_id_for_origin(origin)
+        ensure_log_registered(contract, log_id)  # contract v2: the embedded admin registers it
         started = time.perf_counter()
         for n in range(count):
             registry.log.append([{"kind": "bench/1", "n": n}])

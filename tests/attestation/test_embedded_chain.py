@@ -17,7 +17,14 @@ from hexbytes import HexBytes
 
 from attestation.chain.client import CarbonAnchor, ChainBackend, ChainSettings, log_id_for_origin
 from attestation.chain.connect import open_chain
-from attestation.chain.embedded import JOURNAL_NAME, STATE_NAME, Chain, open_embedded_chain
+from attestation.chain.deployment import embedded_admin, ensure_log_registered
+from attestation.chain.embedded import (
+    JOURNAL_NAME,
+    STATE_NAME,
+    Chain,
+    SentTransaction,
+    open_embedded_chain,
+)
 from attestation.chain.errors import ChainError
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
@@ -31,6 +38,13 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     opened = initialise_registry(LedgerSettings(data_dir=tmp_path / "log", log_origin=ORIGIN))
     yield opened
     opened.close()
+
+
+def _deploy(chain: Chain) -> tuple[CarbonAnchor, SentTransaction]:
+    """CarbonAnchor v2 with LOG_ID registered: two transactions."""
+    contract, deployed = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
+    ensure_log_registered(contract, LOG_ID)
+    return contract, deployed
 
 
 def _grow_and_anchor(registry: Registry, contract: CarbonAnchor, count: int) -> int:
@@ -54,7 +68,7 @@ def _legacy_journal(data_dir: Path, registry: Registry, growths: Sequence[int]) 
     transaction is written as the old journal did. Returns the contract address.
     """
     chain = open_embedded_chain(None)
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = _deploy(chain)
     for count in growths:
         _grow_and_anchor(registry, contract, count)
     evm: Any = cast(Any, chain.w3.provider).ethereum_tester.backend.chain
@@ -91,7 +105,7 @@ def test_default_backend_is_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_anchors_survive_restarts(tmp_path: Path, registry: Registry) -> None:
     data = tmp_path / "data"
     chain = open_embedded_chain(data)
-    contract, deployed = CarbonAnchor.deploy(chain)
+    contract, deployed = _deploy(chain)
     sizes = [_grow_and_anchor(registry, contract, n) for n in (3, 5, 17)]
     chain.close()
 
@@ -113,7 +127,8 @@ def test_anchors_survive_restarts(tmp_path: Path, registry: Registry) -> None:
             chain.close()
     chain = open_embedded_chain(data, read_only=True)
     try:
-        assert chain.w3.eth.block_number == 1 + len(sizes), "one transaction per block"
+        # Deployment, registration, then one anchor per size: one transaction per block.
+        assert chain.w3.eth.block_number == 2 + len(sizes)
     finally:
         chain.close()
     assert deployed.block == 1
@@ -122,7 +137,7 @@ def test_anchors_survive_restarts(tmp_path: Path, registry: Registry) -> None:
 
 def test_failed_transactions_are_kept_too(tmp_path: Path, registry: Registry) -> None:
     chain = open_embedded_chain(tmp_path)
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = _deploy(chain)
     size = _grow_and_anchor(registry, contract, 4)
     # Mined and reverted: it uses a nonce, so the persisted chain must hold it.
     revert = expect_revert(
@@ -135,7 +150,7 @@ def test_failed_transactions_are_kept_too(tmp_path: Path, registry: Registry) ->
         assert chain.w3.eth.get_transaction_receipt(HexBytes(revert.tx_hash))["status"] == 0
         contract = CarbonAnchor(chain, contract.address)
         assert _grow_and_anchor(registry, contract, 1) == size + 1
-        assert chain.w3.eth.block_number == 4
+        assert chain.w3.eth.block_number == 5
     finally:
         chain.close()
 
@@ -175,7 +190,7 @@ def test_a_changed_journal_is_refused(tmp_path: Path, registry: Registry) -> Non
     _journal(tmp_path).write_text("\n".join(lines) + "\n")
     chain = open_embedded_chain(tmp_path)
     try:
-        assert chain.w3.eth.block_number == 2
+        assert chain.w3.eth.block_number == 3  # deployment, registration, one anchor
     finally:
         chain.close()
 
@@ -194,7 +209,7 @@ def test_readers_work_while_the_writer_runs(tmp_path: Path, registry: Registry) 
     """`anchor status`, `audit replay` and `verify` next to `serve`: a snapshot, no sends."""
     writer = open_embedded_chain(tmp_path)
     try:
-        contract, _ = CarbonAnchor.deploy(writer)
+        contract, _ = _deploy(writer)
         size = _grow_and_anchor(registry, contract, 3)
         reader = open_embedded_chain(tmp_path, read_only=True)
         try:
@@ -233,7 +248,7 @@ def test_opening_costs_the_same_after_many_anchors(tmp_path: Path, registry: Reg
     """
     chain = open_embedded_chain(tmp_path)
     try:
-        contract, _ = CarbonAnchor.deploy(chain)
+        contract, _ = _deploy(chain)
         _grow_and_anchor(registry, contract, 1)
         chain.close()
         few = _open_cost(tmp_path, contract.address)
@@ -250,8 +265,11 @@ def test_opening_costs_the_same_after_many_anchors(tmp_path: Path, registry: Reg
 
 
 def test_eth_tester_reverts_are_decoded(embedded_chain: Chain) -> None:
-    contract, _ = CarbonAnchor.deploy(embedded_chain)
+    contract, _ = CarbonAnchor.deploy(embedded_chain, admin=embedded_admin(embedded_chain).address)
     log_id = log_id_for_origin("test.carbonledger.local/decode")
+    revert = expect_revert(lambda: contract.anchor(log_id, 1, b"\x01" * 32, []))
+    assert revert.error == "LogNotRegistered" and revert.arguments == {"logId": log_id}
+    ensure_log_registered(contract, log_id)
     revert = expect_revert(lambda: contract.anchor(log_id, 2, b"\x01" * 32, [b"\x02" * 32]))
     assert revert.error == "EmptyProofRequiredForFirstAnchor" and revert.arguments == {}
     revert = expect_revert(lambda: contract.anchor(log_id, 2, b"\x00" * 32, []))
@@ -265,11 +283,12 @@ def test_eth_tester_reverts_are_decoded(embedded_chain: Chain) -> None:
     )
     assert revert.error == "OldSizeExceedsNewSize"
     assert revert.arguments == {"size1": 3, "size2": 2}
-    outsider = embedded_chain.accounts[1]
+    outsider = embedded_chain.accounts[2]
     revert = expect_revert(lambda: contract.anchor(log_id, 1, b"\x01" * 32, [], signer=outsider))
-    assert revert.error == "AccessControlUnauthorizedAccount"
-    assert revert.arguments["account"] == outsider.address
-    contract.grant_anchorer(outsider.address)
-    assert contract.is_anchorer(outsider.address)
+    assert revert.error == "NotAnchorer"
+    assert revert.arguments == {"logId": log_id, "caller": outsider.address}
+    admin = embedded_admin(embedded_chain)
+    contract.set_anchorer(log_id, outsider.address, admin=admin)
+    assert contract.log_config(log_id).anchorer == outsider.address
     receipt = contract.anchor(log_id, 1, b"\x01" * 32, [], signer=outsider)
     assert receipt.gas_used < 200_000 and contract.latest(log_id).size == 1

@@ -29,6 +29,7 @@ CHILD = textwrap.dedent(
 
     from attestation.chain import statedb
     from attestation.chain.client import CarbonAnchor, log_id_for_origin
+    from attestation.chain.deployment import embedded_admin, ensure_log_registered
     from attestation.chain.embedded import open_embedded_chain
     from ledger.registry import open_registry
     from ledger.settings import LedgerSettings
@@ -41,8 +42,9 @@ CHILD = textwrap.dedent(
     def dies_in_the_last_block(db, rows, deleted, meta):
         global commits
         commits += 1
-        # 1: genesis, 2: the deployment, then one per anchor; the one after `acked` dies.
-        if commits == 3 + acked:
+        # 1: genesis, 2: deployment, 3: registration, then one per anchor; the one after
+        # `acked` dies.
+        if commits == 4 + acked:
             db.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", rows)
             os.kill(os.getpid(), signal.SIGKILL)
         written(db, rows, deleted, meta)
@@ -50,9 +52,10 @@ CHILD = textwrap.dedent(
     statedb._write = dies_in_the_last_block
     registry = open_registry(LedgerSettings(data_dir=log_dir, log_origin=origin))
     chain = open_embedded_chain(data)
-    contract, _ = CarbonAnchor.deploy(chain)
-    print("contract", contract.address, flush=True)
+    contract, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
     log_id = log_id_for_origin(origin)
+    ensure_log_registered(contract, log_id)
+    print("contract", contract.address, flush=True)
     for n in range(acked + 1):
         previous = contract.latest(log_id).size
         registry.log.append([{"kind": "test/1", "n": n}])
@@ -86,14 +89,14 @@ def test_kill_during_a_block_write_keeps_the_last_committed_block(tmp_path: Path
     chain = open_embedded_chain(data)
     try:
         contract = CarbonAnchor(chain, address)
-        assert chain.w3.eth.block_number == 1 + ACKED, "the half-written block is not there"
+        assert chain.w3.eth.block_number == 2 + ACKED, "the half-written block is not there"
         assert contract.latest(log_id).size == acked[-1]
         assert contract.latest(log_id).root == registry.log.root_at(acked[-1])
         # The log grew one more leaf before the crash; anchor it now, with the next nonce.
         head = registry.log.head()
         proof = registry.log.consistency_proof(acked[-1], head.size).hashes
         receipt = contract.anchor(log_id, head.size, head.root, proof)
-        assert receipt.block == 2 + ACKED
+        assert receipt.block == 3 + ACKED
     finally:
         chain.close()
         registry.close()
