@@ -463,8 +463,8 @@ def anchor_now_command(
 def anchor_status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show the newest recorded anchor, what is not anchored yet, and what the chain holds.
 
-    The chain is read too when it can be; if not (the RPC is down, or `serve` owns the
-    embedded chain) the recorded state is shown with a note.
+    The chain is read too when it can be (the embedded one from a read-only snapshot, so
+    also while `serve` runs); if not (the RPC is down) the recorded state is shown with a note.
     """
     from attestation.anchoring.anchor import latest_anchor_record
 
