@@ -33,6 +33,7 @@ from attestation.chain.errors import ChainError
 FORMAT = "1"
 """meta `format`: the layout of this file; a reader refuses any other."""
 
+_MISSING = object()
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS kv (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -122,8 +123,11 @@ class StateFile(BaseDB):
         """Write the overlay and `meta` in one transaction (all of it or, after a crash, none)."""
         if self.read_only:
             raise ChainError(f"{self.path} is open read-only; `serve` holds the writer")
-        written = [(k, v) for k, v in self._pending.items() if v is not None]
-        deleted = [(k,) for k, v in self._pending.items() if v is None]
+        # list() of a dict's items runs under the GIL in one step: a call running on another
+        # thread (an API request's eth_call) may add scratch keys meanwhile.
+        pending = list(self._pending.items())
+        written = [(k, v) for k, v in pending if v is not None]
+        deleted = [(k,) for k, v in pending if v is None]
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -135,7 +139,11 @@ class StateFile(BaseDB):
         except sqlite3.Error as exc:
             message = f"the embedded chain state {self.path} cannot be written: {exc}"
             raise ChainError(message) from exc
-        self._pending.clear()
+        # Only now, and only what was written: until COMMIT a reader must find these keys in
+        # the overlay, and keys added meanwhile stay for the next block.
+        for key, value in pending:
+            if self._pending.get(key, _MISSING) is value:
+                del self._pending[key]
 
     def discard(self) -> None:
         """Forget uncommitted writes (a transaction that was never mined)."""
