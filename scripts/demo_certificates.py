@@ -46,8 +46,9 @@ try:
     from attestation.anchoring.anchor import anchor_now
     from attestation.bundles.format import bundle_bytes
     from attestation.certificates.bundle import build_certificate_bundle
-    from attestation.chain.client import ChainSettings, open_embedded_chain
+    from attestation.chain.client import ChainSettings
     from attestation.chain.deployment import resolve_contract
+    from attestation.chain.embedded import open_embedded_chain
     from ledger.access.clients import create_client
     from ledger.certificates.devices import (
         DeviceSpec,

@@ -130,8 +130,9 @@ def chain_audit(
     """
     from attestation.anchoring.audit import audit_anchors
     from attestation.chain import rpc
-    from attestation.chain.client import ChainBackend, open_embedded_chain
+    from attestation.chain.client import ChainBackend
     from attestation.chain.deployment import recorded_deployments, resolve_contract
+    from attestation.chain.embedded import open_embedded_chain
     from attestation.chain.errors import ChainError
 
     settings = chain_settings()
@@ -161,7 +162,7 @@ def chain_audit(
             return audit_anchors(
                 log, w3, address, log_size=size, from_block=first_block(recorded, address)
             )
-        chain = open_embedded_chain(data_dir)
+        chain = open_embedded_chain(data_dir, read_only=True)
         try:
             address = (
                 contract

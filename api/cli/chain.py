@@ -54,7 +54,8 @@ if TYPE_CHECKING:
     from attestation.bundles.chain_reader import AnchorReader
     from attestation.bundles.report import VerificationReport
     from attestation.bundles.trust import TrustInputs
-    from attestation.chain.client import CarbonAnchor, Chain
+    from attestation.chain.client import CarbonAnchor
+    from attestation.chain.embedded import Chain
 
 chain_app = command_group("The CarbonAnchor contract on the configured chain.")
 anchor_app = command_group("Anchor the log's head on chain and show what is anchored.")
@@ -67,7 +68,7 @@ anchor_app = command_group("Anchor the log's head on chain and show what is anch
 def admin_chain(ctx: typer.Context) -> Iterator[tuple[Chain, LocalAccount, Path]]:
     """The configured chain with the admin's account: the embedded chain's own admin, or
     CARBONLEDGER_CHAIN_ADMIN_KEY on CARBONLEDGER_CHAIN_RPC (the anchorer key is not needed)."""
-    from attestation.chain.client import open_rpc_chain
+    from attestation.chain.connect import open_rpc_chain
     from attestation.chain.deployment import embedded_admin
     from attestation.chain.errors import ChainError
     from attestation.chain.rpc import unreachable_message
@@ -462,8 +463,8 @@ def anchor_now_command(
 def anchor_status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show the newest recorded anchor, what is not anchored yet, and what the chain holds.
 
-    The chain is read too when it can be; if not (the RPC is down, or `serve` owns the
-    embedded chain) the recorded state is shown with a note.
+    The chain is read too when it can be (the embedded one from a read-only snapshot, so
+    also while `serve` runs); if not (the RPC is down) the recorded state is shown with a note.
     """
     from attestation.anchoring.anchor import latest_anchor_record
 
@@ -515,7 +516,7 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
     """What the configured chain holds for the log, read without any key.
 
     A JSON-RPC chain is read with `attestation.chain.rpc` (no account, nothing sent); the
-    embedded chain is opened like `serve` does (which fails while `serve` owns it).
+    embedded chain is opened read-only: a snapshot, which works while `serve` writes it.
     """
     from attestation.chain.client import ChainBackend, log_id_for_origin
     from attestation.chain.deployment import recorded_deployments, resolve_contract
@@ -549,9 +550,9 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
             "root": "0x" + root.hex(),
         }
     with chain_errors():
-        from attestation.chain.client import open_embedded_chain
+        from attestation.chain.embedded import open_embedded_chain
 
-        chain = open_embedded_chain(data_dir)
+        chain = open_embedded_chain(data_dir, read_only=True)
         try:
             contract = resolve_contract(chain, settings, data_dir, deploy_embedded=False)
             latest = contract.latest(log_id)
@@ -770,14 +771,14 @@ def verification_chain(
         return
     from attestation.bundles.chain_reader import ChainAnchorReader
     from attestation.bundles.trust import Pinned, Source, TrustInputs
-    from attestation.chain.client import open_embedded_chain
     from attestation.chain.deployment import recorded_deployments
+    from attestation.chain.embedded import open_embedded_chain
     from ledger.credentials.issuer import declared_issuers
 
     settings = api_settings(ctx)
     where = str(settings.data_dir)
     with open_registry(settings) as registry, chain_errors():
-        chain = open_embedded_chain(settings.data_dir)
+        chain = open_embedded_chain(settings.data_dir, read_only=True)
         try:
             deployment = recorded_deployments(settings.data_dir).get(chain.chain_id)
             issuers = tuple(declared_issuers(registry.log))

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from api.settings import ApiSettings
-    from attestation.chain.client import Chain, ChainSettings
+    from attestation.chain.client import ChainSettings
+    from attestation.chain.embedded import Chain
     from ledger.log.store import Log
     from ledger.registry import Registry
     from ledger.storage.db import Database
@@ -391,7 +392,7 @@ def checked_rpc_url(url: str, option: str) -> str:
 @contextmanager
 def open_chain(ctx: typer.Context) -> Iterator[tuple[Chain, Path]]:
     """The chain the registry anchors on (embedded, or CARBONLEDGER_CHAIN_RPC with its key)."""
-    from attestation.chain.client import open_chain as open_configured
+    from attestation.chain.connect import open_chain as open_configured
     from attestation.chain.errors import ChainError
     from attestation.chain.rpc import unreachable_message
 

@@ -27,11 +27,11 @@ from attestation.chain.client import (
     NO_MAP_ROOT,
     AnchorReceipt,
     CarbonAnchor,
-    Chain,
     ChainBackend,
     log_id_for_origin,
 )
 from attestation.chain.deployment import LogNotRegisteredError, ensure_log_registered
+from attestation.chain.embedded import Chain
 from attestation.chain.errors import ChainError
 from ledger.log.merkle import ConsistencyProofError, verify_consistency
 from ledger.log.store import Log

@@ -62,14 +62,14 @@ from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import (
     AnchorReceipt,
     CarbonAnchor,
-    Chain,
     ChainBackend,
     ChainSettings,
     decode_revert,
-    open_chain,
     revert_data,
 )
+from attestation.chain.connect import open_chain
 from attestation.chain.deployment import recorded_deployments, resolve_contract
+from attestation.chain.embedded import Chain
 from attestation.chain.errors import ChainError
 from ledger.log.store import Log
 

@@ -1,55 +1,40 @@
 """A typed wrapper around the CarbonAnchor contract (DESIGN §5, §7).
 
-Two chain backends:
-
-- **embedded** (the default): an in-process py-evm chain behind web3's
-  `EthereumTesterProvider`. Nothing to install or start. Its state lives in memory, so to
-  survive a restart every mined transaction is appended, signed and raw, to a journal file
-  in the data directory and replayed in order into a fresh chain on start. The genesis and
-  the test accounts of eth-tester are fixed, signed transactions carry their own nonce and
-  chain id, and every transaction is mined alone in its own block, so the replay
-  reproduces the same transaction hashes, block numbers, contract addresses and contract
-  storage (block hashes and timestamps differ; nothing here depends on them).
-- **json-rpc**: any EVM endpoint (`CARBONLEDGER_CHAIN_RPC`); the chain id is checked
-  against `CARBONLEDGER_CHAIN_ID` when set.
-
-Transactions are always signed locally, so both backends take the same path. Contract
-reverts surface as `ContractRevert`, which names the Solidity custom error and its
-arguments, whichever revert format the backend uses.
+The connection it runs on (`Chain`: web3 plus the local signing accounts) is opened by
+`attestation.chain.connect` — the embedded in-process chain of `attestation.chain.embedded`
+or any JSON-RPC endpoint. Transactions are always signed locally, so both backends take the
+same path. Contract reverts surface as `ContractRevert`, which names the Solidity custom
+error and its arguments, whichever revert format the backend uses.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from eth_abi.abi import decode as abi_decode
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from hexbytes import HexBytes
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from web3 import EthereumTesterProvider, HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
-from web3.types import TxParams
 
 from attestation.chain.errors import ChainError
+
+if TYPE_CHECKING:
+    # Only annotations: `attestation.chain.embedded` builds on this module's reverts.
+    from attestation.chain.embedded import Chain, SentTransaction
 
 ARTIFACT_PATH = (
     Path(__file__).resolve().parents[2] / "contracts" / "artifacts" / "CarbonAnchor.json"
@@ -65,7 +50,6 @@ DEFAULT_REVOCATION_WINDOW = 7 * 24 * 3600
 """Seconds during which the admin may revoke a log's anchor (decision 71)."""
 MAX_UINT32 = (1 << 32) - 1
 MAX_UINT64 = (1 << 64) - 1
-JOURNAL_NAME = "embedded-chain.jsonl"
 # A revert carries a 4-byte selector; Error(string) and Panic(uint256) are the compiler's own.
 _ERROR_STRING_SELECTOR = keccak(text="Error(string)")[:4]
 _PANIC_SELECTOR = keccak(text="Panic(uint256)")[:4]
@@ -223,254 +207,6 @@ def _decoded_reverts(tx_hash: bytes | None = None) -> Iterator[None]:
         if data is None:
             raise
         raise decode_revert(data, tx_hash) from exc
-
-
-# ---------------------------------------------------------------------------- chain
-
-
-@dataclass(frozen=True, slots=True)
-class SentTransaction:
-    tx_hash: bytes
-    block: int
-    gas_used: int
-    contract_address: str | None
-
-
-class _Journal:
-    """Append-only record of every mined transaction of the embedded chain (JSON lines).
-
-    Each line: {"tx": hash, "raw": signed bytes, "block": n, "status": 0|1} and "contract"
-    for a creation. The file is
-    locked exclusively while open: two processes on one embedded chain would fork it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._handle: IO[str] = path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._handle.close()
-            raise ChainError(f"the embedded chain {path} is in use by another process") from exc
-
-    def records(self) -> list[dict[str, Any]]:
-        self._handle.seek(0)
-        text = self._handle.read()
-        lines = text.split("\n")
-        records = []
-        for number, line in enumerate(lines, start=1):
-            if not line:
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                # Only the very last line may be torn (a crash during the append); that
-                # transaction was never acknowledged, so it is dropped. Anything else is damage.
-                if number == len(lines) and not text.endswith("\n"):
-                    self._truncate(len(text) - len(line))
-                    break
-                raise ChainError(f"{self.path}: line {number} is not valid JSON") from exc
-        return records
-
-    def _truncate(self, length: int) -> None:
-        self._handle.truncate(length)
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def append(self, raw: bytes, sent: SentTransaction, status: int) -> None:
-        record: dict[str, Any] = {
-            "tx": sent.tx_hash.hex(),
-            "raw": raw.hex(),
-            "block": sent.block,
-            "status": status,
-        }
-        if sent.contract_address:
-            record["contract"] = sent.contract_address
-        self._handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        self._handle.close()  # closing the descriptor releases the lock
-
-
-@dataclass
-class Chain:
-    """A web3 connection plus the local accounts that sign for it."""
-
-    w3: Web3
-    backend: ChainBackend
-    chain_id: int
-    accounts: Sequence[LocalAccount]
-    _journal: _Journal | None = None
-    _nonces: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def account(self) -> LocalAccount:
-        """The default signer (deployer, admin and anchorer unless told otherwise)."""
-        return self.accounts[0]
-
-    @property
-    def journal_path(self) -> Path | None:
-        return self._journal.path if self._journal else None
-
-    def close(self) -> None:
-        if self._journal:
-            self._journal.close()
-            self._journal = None
-
-    def forget_nonces(self) -> None:
-        """Re-read nonces from the node on the next send (after a reorg or a replaced tx)."""
-        with self._lock:
-            self._nonces.clear()
-
-    @contextlib.contextmanager
-    def reserve_nonce(self, signer: LocalAccount | None = None) -> Iterator[int]:
-        """Hold the nonce lock and yield the signer's next nonce; it is used up when the
-        block exits normally (the transaction was accepted by the node) and re-read from
-        the node when it raises.
-
-        For callers that send without waiting for the receipt (the anchoring scheduler,
-        which replaces stuck transactions itself); `send` uses the same counter, so the
-        two never hand out one nonce twice.
-        """
-        signer = signer or self.account
-        with self._lock:
-            nonce = self._nonces.get(signer.address)
-            if nonce is None:
-                nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
-            try:
-                yield nonce
-            except BaseException:
-                self._nonces.pop(signer.address, None)
-                raise
-            self._nonces[signer.address] = nonce + 1
-
-    def contracts_deployed(self) -> list[str]:
-        """Addresses created by journaled transactions (embedded chain), oldest first."""
-        if self._journal is None:
-            return []
-        return [r["contract"] for r in self._journal.records() if r.get("contract")]
-
-    def send(self, tx: dict[str, Any], signer: LocalAccount | None = None) -> SentTransaction:
-        """Sign locally, send, wait for the receipt; a reverted transaction raises.
-
-        Nonces come from a local counter under a lock (seeded from the pending count), so two
-        transactions sent back to back from this process never share one.
-        """
-        signer = signer or self.account
-        with self._lock:
-            nonce = self._nonces.get(signer.address)
-            if nonce is None:
-                nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
-            signed = signer.sign_transaction({**tx, "nonce": nonce, "chainId": self.chain_id})
-            try:
-                tx_hash = bytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
-            except BaseException:
-                self._nonces.pop(signer.address, None)  # re-read from the node next time
-                raise
-            self._nonces[signer.address] = nonce + 1
-            receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=120)
-            sent = SentTransaction(
-                tx_hash,
-                int(receipt["blockNumber"]),
-                int(receipt["gasUsed"]),
-                str(receipt["contractAddress"]) if receipt["contractAddress"] else None,
-            )
-            if self._journal is not None:
-                # A reverted transaction is mined too and uses its nonce, so it is journaled
-                # as well: leaving it out would shift every later nonce on replay.
-                self._journal.append(bytes(signed.raw_transaction), sent, int(receipt["status"]))
-        if receipt["status"] != 1:
-            self._raise_for_failed(tx, signer, sent)
-        return sent
-
-    def _raise_for_failed(
-        self, tx: dict[str, Any], signer: LocalAccount, sent: SentTransaction
-    ) -> None:
-        # The receipt carries no revert data: re-run the call on the state it ran against.
-        call = {k: v for k, v in tx.items() if k in {"to", "data", "value"}}
-        with _decoded_reverts(sent.tx_hash):
-            self.w3.eth.call(cast(TxParams, {**call, "from": signer.address}), sent.block - 1)
-        raise ContractRevert("unknown", {}, b"", sent.tx_hash)
-
-
-def open_embedded_chain(data_dir: Path | None) -> Chain:
-    """The in-process chain; with a data directory, replay its journal and keep appending.
-
-    `data_dir=None` gives a throw-away chain (tests). The replay checks each transaction
-    hash, block number and status against the journal, so a changed genesis or EVM rule
-    is detected instead of silently producing a different chain.
-    """
-    backend = PyEVMBackend()
-    w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
-    accounts = [Account.from_key(key.to_bytes()) for key in backend.account_keys]
-    journal = _Journal(data_dir / "chain" / JOURNAL_NAME) if data_dir is not None else None
-    chain = Chain(w3, ChainBackend.EMBEDDED, int(w3.eth.chain_id), accounts)
-    if journal is None:
-        return chain
-    try:
-        for number, record in enumerate(journal.records(), start=1):
-            _replay(w3, record, number, journal.path)
-    except BaseException:
-        journal.close()
-        raise
-    chain._journal = journal
-    return chain
-
-
-def _replay(w3: Web3, record: Mapping[str, Any], number: int, path: Path) -> None:
-    raw = bytes.fromhex(record["raw"])
-    try:
-        tx_hash = bytes(w3.eth.send_raw_transaction(raw))
-    except TransactionFailed:
-        # eth-tester raises for a reverting transaction but still mines it, as when it was
-        # first sent; the receipt check below confirms the status.
-        tx_hash = keccak(raw)
-    receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
-    if (
-        tx_hash.hex() != record["tx"]
-        or receipt["blockNumber"] != record["block"]
-        or receipt["status"] != record["status"]
-    ):
-        raise ChainError(
-            f"{path}: replaying line {number} gave transaction 0x{tx_hash.hex()} in block "
-            f"{receipt['blockNumber']} with status {receipt['status']}; the journal says "
-            f"0x{record['tx']} in block {record['block']} with status {record['status']}"
-        )
-
-
-def open_rpc_chain(
-    url: str, private_key: str | bytes, *, expected_chain_id: int | None = None, timeout: float = 30
-) -> Chain:
-    """A JSON-RPC endpoint; raises ChainError when unreachable or on another chain."""
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
-    try:
-        chain_id = int(w3.eth.chain_id)
-    except Exception as exc:  # requests and web3 raise many types for "no node there"
-        raise ChainError(f"chain RPC {url} is unreachable: {exc}") from exc
-    if expected_chain_id is not None and chain_id != expected_chain_id:
-        raise ChainError(
-            f"chain RPC {url} serves chain id {chain_id}; CARBONLEDGER_CHAIN_ID is "
-            f"{expected_chain_id}"
-        )
-    account: LocalAccount = Account.from_key(private_key)
-    return Chain(w3, ChainBackend.JSON_RPC, chain_id, [account])
-
-
-def open_chain(settings: ChainSettings, data_dir: Path) -> Chain:
-    if settings.backend is ChainBackend.EMBEDDED:
-        return open_embedded_chain(data_dir)
-    assert settings.chain_rpc is not None
-    if settings.chain_anchorer_key is None:
-        raise ChainError("CARBONLEDGER_CHAIN_ANCHORER_KEY is required with CARBONLEDGER_CHAIN_RPC")
-    return open_rpc_chain(
-        settings.chain_rpc,
-        settings.chain_anchorer_key.get_secret_value(),
-        expected_chain_id=settings.chain_id,
-    )
 
 
 # ---------------------------------------------------------------------------- contract

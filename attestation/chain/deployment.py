@@ -26,7 +26,8 @@ from pathlib import Path
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
-from attestation.chain.client import CarbonAnchor, Chain, ChainBackend, ChainSettings
+from attestation.chain.client import CarbonAnchor, ChainBackend, ChainSettings
+from attestation.chain.embedded import Chain
 from attestation.chain.errors import ChainError
 
 DEPLOYMENTS_NAME = "contracts.json"

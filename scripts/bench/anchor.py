@@ -64,7 +64,9 @@ from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3.types import TxParams
 
-from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain
 from attestation.chain.localnode import ANVIL_CHAIN_ID, LocalAnvil, rpc_call
 from ledger.access.clients import create_client
 from ledger.log.canonical import canonical_entry, canonical_json

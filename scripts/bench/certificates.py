@@ -682,8 +682,9 @@ def measure_bundle_verification(
     from attestation.bundles.chain_reader import ChainAnchorReader  # noqa: PLC0415
     from attestation.bundles.format import bundle_bytes  # noqa: PLC0415
     from attestation.bundles.verify import verify_bundle  # noqa: PLC0415
-    from attestation.chain.client import CarbonAnchor, open_embedded_chain  # noqa: PLC0415
+    from attestation.chain.client import CarbonAnchor  # noqa: PLC0415
     from attestation.chain.deployment import embedded_admin  # noqa: PLC0415
+    from attestation.chain.embedded import open_embedded_chain  # noqa: PLC0415
 
     build_certificate_bundle = importlib.import_module(
         "attestation.certificates.bundle"

@@ -22,8 +22,9 @@ from attestation.anchoring.scheduler import (
     AnchorSettings,
     StepResult,
 )
-from attestation.chain.client import ChainBackend, ChainSettings, open_embedded_chain
+from attestation.chain.client import ChainBackend, ChainSettings
 from attestation.chain.deployment import resolve_contract
+from attestation.chain.embedded import open_embedded_chain
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -33,7 +33,8 @@ if str(_GATEWAY_TESTS) not in sys.path:
 from gateway_support import ApiServer, api_settings  # noqa: E402
 
 from attestation.anchoring.anchor import anchor_now  # noqa: E402
-from attestation.chain.client import CarbonAnchor, log_id_for_origin, open_rpc_chain  # noqa: E402
+from attestation.chain.client import CarbonAnchor, log_id_for_origin  # noqa: E402
+from attestation.chain.connect import open_rpc_chain  # noqa: E402
 from attestation.chain.deployment import deploy_and_record  # noqa: E402
 from ledger.access.clients import IssuedClient, create_client  # noqa: E402
 from ledger.registry import Registry, initialise_registry  # noqa: E402

@@ -20,7 +20,9 @@ from hexbytes import HexBytes
 from attestation.anchoring import scheduler as scheduler_module
 from attestation.anchoring.anchor import anchor_records
 from attestation.anchoring.scheduler import AnchorScheduler, AnchorSettings, StepOutcome, StepResult
-from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_rpc_chain
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain
 from ledger.log.store import Log
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings

@@ -20,8 +20,9 @@ from attestation.anchoring.scheduler import (
 from attestation.bundles.build import build_bundle
 from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.bundles.verify import verify_bundle
-from attestation.chain.client import ChainBackend, ChainSettings, open_embedded_chain
+from attestation.chain.client import ChainBackend, ChainSettings
 from attestation.chain.deployment import recorded_deployments, resolve_contract
+from attestation.chain.embedded import open_embedded_chain
 from attestation.chain.errors import ChainError
 
 
@@ -95,7 +96,7 @@ def test_restart_keeps_earlier_anchors_verifiable(metered: MeteredLog, tmp_path:
     finally:
         chain.close()  # the service stops: the py-evm state in memory is gone
 
-    chain = open_embedded_chain(data_dir)  # replayed from the journal
+    chain = open_embedded_chain(data_dir)  # reopened from its state file
     try:
         contract = resolve_contract(chain, ChainSettings(), data_dir)
         assert contract.address == address == recorded_deployments(data_dir)[chain.chain_id].address
@@ -142,7 +143,7 @@ def test_service_anchors_in_the_background_and_stops(metered: MeteredLog, tmp_pa
     finally:
         service.close()
     assert not service.running
-    # The journal lock is released on close: the chain opens again in this process.
+    # The writer lock is released on close: the chain opens again in this process.
     reopened = open_embedded_chain(data_dir)
     reopened.close()
 

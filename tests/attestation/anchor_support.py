@@ -20,15 +20,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from testdata_support import running_in_ci
 
-from attestation.chain.client import (
-    DEFAULT_MAX_GROWTH,
-    CarbonAnchor,
-    Chain,
-    ChainBackend,
-    ContractRevert,
-    SentTransaction,
-)
+from attestation.chain.client import DEFAULT_MAX_GROWTH, CarbonAnchor, ChainBackend, ContractRevert
 from attestation.chain.deployment import embedded_admin
+from attestation.chain.embedded import Chain, SentTransaction
 from attestation.chain.localnode import ANVIL_CHAIN_ID, LocalAnvil, free_loopback_port
 
 # The tests import the node helpers from here, next to the binary path and the keys.

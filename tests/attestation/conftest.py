@@ -7,12 +7,14 @@ from collections.abc import Iterator
 import pytest
 from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, anvil_process, deploy_anchor
 
-from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
+from attestation.chain.client import CarbonAnchor
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain, open_embedded_chain
 
 
 @pytest.fixture(scope="session")
 def embedded_chain() -> Iterator[Chain]:
-    """A throw-away in-process chain (no journal) shared by the read-only tests."""
+    """A throw-away in-process chain (nothing on disk) shared by the read-only tests."""
     chain = open_embedded_chain(None)
     yield chain
     chain.close()

@@ -20,8 +20,9 @@ from attestation.anchoring.anchor import (
     latest_anchor_record,
     wait_for_confirmations,
 )
-from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
 from attestation.chain.deployment import LogNotRegisteredError, embedded_admin
+from attestation.chain.embedded import Chain, open_embedded_chain
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 

@@ -19,13 +19,9 @@ from anchor_support import (
     register_log,
 )
 
-from attestation.chain.client import (
-    DEFAULT_MAX_GROWTH,
-    CarbonAnchor,
-    Chain,
-    log_id_for_origin,
-    open_rpc_chain,
-)
+from attestation.chain.client import DEFAULT_MAX_GROWTH, CarbonAnchor, log_id_for_origin
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain
 from attestation.chain.errors import ChainError
 from ledger.log.store import Log
 from ledger.registry import Registry, initialise_registry

@@ -10,8 +10,9 @@ import pytest
 
 from attestation.anchoring.anchor import anchor_now
 from attestation.anchoring.audit import audit_anchors
-from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
 from attestation.chain.deployment import embedded_admin, ensure_log_registered
+from attestation.chain.embedded import Chain, open_embedded_chain
 from ledger.registry import Registry
 
 

@@ -18,8 +18,9 @@ from typer.testing import CliRunner, Result
 from api.cli.main import app
 from api.settings import ApiSettings
 from attestation.anchoring.anchor import anchor_now
-from attestation.chain.client import ChainSettings, open_embedded_chain
+from attestation.chain.client import ChainSettings
 from attestation.chain.deployment import deploy_and_record, resolve_contract
+from attestation.chain.embedded import open_embedded_chain
 from ledger.certificates.lifecycle import RetirementRequest, retire_certificate
 from ledger.certificates.rules import RetirementPurpose
 from ledger.meters.entries import GridRegion

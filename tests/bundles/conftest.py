@@ -17,8 +17,10 @@ from bundle_support import (
 )
 
 from attestation.bundles.chain_reader import ChainAnchorReader, rpc_anchor_reader
-from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
+from attestation.chain.client import CarbonAnchor
+from attestation.chain.connect import open_rpc_chain
 from attestation.chain.deployment import embedded_admin
+from attestation.chain.embedded import Chain, open_embedded_chain
 
 
 def _anchored(

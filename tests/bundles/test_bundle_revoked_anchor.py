@@ -19,14 +19,9 @@ from bundle_support import (
 from attestation.bundles.build import build_bundle
 from attestation.bundles.chain_reader import AnchorReader, ChainAnchorReader, rpc_anchor_reader
 from attestation.bundles.verify import verify_bundle
-from attestation.chain.client import (
-    NO_MAP_ROOT,
-    CarbonAnchor,
-    Chain,
-    log_id_for_origin,
-    open_embedded_chain,
-    open_rpc_chain,
-)
+from attestation.chain.client import NO_MAP_ROOT, CarbonAnchor, log_id_for_origin
+from attestation.chain.connect import open_rpc_chain
+from attestation.chain.embedded import Chain, open_embedded_chain
 
 
 @pytest.fixture(params=["embedded", "anvil"])

@@ -41,8 +41,9 @@ from attestation.bundles.report import (
     report_lines,
 )
 from attestation.bundles.verify import PRODUCTS, verify_bundle
-from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
 from attestation.chain.deployment import embedded_admin
+from attestation.chain.embedded import Chain, open_embedded_chain
 from ledger.log.canonical import canonical_json
 from ledger.log.checkpoint import NoteSigner
 from ledger.log.store import EntryNotFoundError
@@ -366,7 +367,7 @@ def test_a_restarted_embedded_chain_keeps_bundles_verifiable(tmp_path: Path) -> 
         )
         assert before.ok
         chain.close()
-        # A fresh process: the journal is replayed into a new in-memory chain.
+        # A fresh process: the chain is reopened from its state file.
         chain = open_embedded_chain(tmp_path / "node")
         after = verify_bundle(
             wire,

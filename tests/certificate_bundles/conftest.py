@@ -9,8 +9,9 @@ import pytest
 from certificate_bundle_support import MemoReader
 
 from attestation.bundles.chain_reader import ChainAnchorReader
-from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain
+from attestation.chain.client import CarbonAnchor
 from attestation.chain.deployment import embedded_admin
+from attestation.chain.embedded import Chain, open_embedded_chain
 
 
 @pytest.fixture(scope="session")

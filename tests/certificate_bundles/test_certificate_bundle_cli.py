@@ -1,5 +1,5 @@
 """`carbonledger verify` on certificate bundles, run as a separate process the way a
-verifier runs it: the registry's embedded chain (journal under the data directory) is
+verifier runs it: the registry's embedded chain (state under the data directory) is
 closed before the command starts, and the command gets only the bundle, `--issuer` and
 `--contract` besides the data directory whose chain and log key it checks against.
 Also the offline time of one certificate bundle, measured and printed (DESIGN §8: ≤ 5 ms)."""
@@ -19,8 +19,9 @@ from certificate_bundle_support import MemoReader, issued_and_anchored
 
 from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.bundles.format import bundle_bytes
-from attestation.chain.client import CarbonAnchor, open_embedded_chain
+from attestation.chain.client import CarbonAnchor
 from attestation.chain.deployment import deploy_and_record
+from attestation.chain.embedded import open_embedded_chain
 from ledger.certificates.lifecycle import (
     RetirementRequest,
     retire_certificate,

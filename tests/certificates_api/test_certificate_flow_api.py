@@ -14,8 +14,9 @@ from meter_support import EPOCH, T0, add_meter, assert_problem, generation_spec,
 from api.problems import NOT_ANCHORED, NOT_FOUND, STATE_CONFLICT
 from attestation.anchoring.anchor import anchor_now
 from attestation.bundles.format import BUNDLE_MEDIA_TYPE, parse_bundle
-from attestation.chain.client import CarbonAnchor, ChainSettings, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, ChainSettings
 from attestation.chain.deployment import resolve_contract
+from attestation.chain.embedded import open_embedded_chain
 from ledger.certificates.rules import HOUR
 from ledger.log.canonical import parse_entry
 from ledger.meters.registration import register_key

@@ -20,8 +20,9 @@ from meter_support import T0, assert_problem, sign
 from api.problems import NOT_ANCHORED
 from attestation.anchoring.anchor import anchor_now, anchor_records
 from attestation.anchoring.scheduler import AnchorService, StepResult
-from attestation.chain.client import CarbonAnchor, ChainSettings, open_embedded_chain
+from attestation.chain.client import CarbonAnchor, ChainSettings
 from attestation.chain.deployment import resolve_contract
+from attestation.chain.embedded import open_embedded_chain
 from ledger.certificates.rules import HOUR
 from ledger.meters.ingest import ingest
 from ledger.registry import Registry
