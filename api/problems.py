@@ -12,6 +12,8 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | validation-error            | 422    | query, path or body breaks its schema; `errors` lists |
 |                             |        | each failing field as {location, field, message}     |
 | payload-too-large           | 413    | the body exceeds CARBONLEDGER_MAX_REQUEST_BYTES      |
+| json-too-deep               | 400    | a JSON body nests arrays/objects over 32 deep        |
+|                             |        | (refused before it is parsed)                        |
 | proof-request-invalid       | 400    | well-formed proof parameters the log cannot satisfy: |
 |                             |        | index or size beyond the current tree, from > to     |
 | unauthorized                | 401    | bearer token missing, malformed, badly signed, from  |
@@ -106,6 +108,7 @@ VALIDATION_ERROR = ProblemType(
     "validation-error", 422, "Request validation failed", ValidationProblem
 )
 PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Request body too large")
+JSON_TOO_DEEP = ProblemType("json-too-deep", 400, "JSON nested too deep")
 PROOF_REQUEST_INVALID = ProblemType("proof-request-invalid", 400, "Proof request invalid")
 UNAUTHORIZED = ProblemType("unauthorized", 401, "Authentication required", OAuthProblem)
 FORBIDDEN = ProblemType("forbidden", 403, "Insufficient scope", OAuthProblem)
@@ -136,6 +139,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     METHOD_NOT_ALLOWED,
     VALIDATION_ERROR,
     PAYLOAD_TOO_LARGE,
+    JSON_TOO_DEEP,
     PROOF_REQUEST_INVALID,
     UNAUTHORIZED,
     FORBIDDEN,

@@ -17,6 +17,7 @@ from hexbytes import HexBytes
 from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
+import attestation.chain.stack  # noqa: F401 - web3 raised the recursion limit; put it back
 from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import (
     AnchorReceipt,

@@ -49,6 +49,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxParams
 
+import attestation.chain.stack  # noqa: F401 - web3 raised the recursion limit; put it back
 from attestation.chain.errors import ChainError
 
 ARTIFACT_PATH = (
