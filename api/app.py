@@ -41,7 +41,7 @@ from api.routers import (
     readings,
     reports,
 )
-from api.security import TokenSecretError, TokenService, load_token_secret
+from api.security import ClientCheck, TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
 from attestation.anchoring.scheduler import AnchorService
 from attestation.chain.errors import ChainError
@@ -259,6 +259,9 @@ def open_services(settings: ApiSettings) -> tuple[Registry, TokenService]:
             f"{exc}; run `carbonledger init` or set CARBONLEDGER_TOKEN_SECRET"
         ) from exc
     tokens = TokenService(
-        issuer=registry.signer.name, key=key, ttl_seconds=settings.token_ttl_seconds
+        issuer=registry.signer.name,
+        key=key,
+        ttl_seconds=settings.token_ttl_seconds,
+        client_check=ClientCheck(registry.database, settings.client_check_seconds),
     )
     return registry, tokens
