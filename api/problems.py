@@ -46,6 +46,8 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | certificate-request-invalid | 400    | a device, account or certificate request breaks a    |
 |                             |        | registry rule (e.g. a non-renewable source, hours    |
 |                             |        | not on the hour, a partial volume out of range)      |
+| retirement-vintage          | 422    | a retirement's reporting period does not contain the |
+|                             |        | certificate's production hour (decision 82)          |
 | state-conflict              | 409    | the registry's state forbids the request now (device |
 |                             |        | exists or not approved, certificate retired, split,  |
 |                             |        | expired or withdrawn, ...); `rule`: the stable slug  |
@@ -81,6 +83,7 @@ from ledger.certificates.rules import (
     RecordNotFoundError,
     RuleViolationError,
     StateConflictError,
+    VintageMismatchError,
 )
 from ledger.log.merkle import ProofRequestError
 from ledger.log.store import EntryNotFoundError, LogNotInitialisedError
@@ -130,6 +133,9 @@ NOT_ANCHORED = ProblemType("not-anchored", 409, "Not anchored yet")
 CERTIFICATE_REQUEST_INVALID = ProblemType(
     "certificate-request-invalid", 400, "Certificate request invalid"
 )
+RETIREMENT_VINTAGE = ProblemType(
+    "retirement-vintage", 422, "Reporting period does not match the certificate's production"
+)
 STATE_CONFLICT = ProblemType("state-conflict", 409, "Conflicts with the registry's state")
 NOT_READY = ProblemType("not-ready", 503, "Service not ready")
 INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
@@ -157,6 +163,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     BUNDLE_REQUEST_INVALID,
     NOT_ANCHORED,
     CERTIFICATE_REQUEST_INVALID,
+    RETIREMENT_VINTAGE,
     STATE_CONFLICT,
     NOT_READY,
     INTERNAL_ERROR,
@@ -354,6 +361,8 @@ def certificate_problem(exc: CertificateRequestError) -> ProblemError:
         return ProblemError(NOT_FOUND, str(exc))
     if isinstance(exc, NotOwnedError):
         return ProblemError(NOT_OWNER, str(exc))
+    if isinstance(exc, VintageMismatchError):
+        return ProblemError(RETIREMENT_VINTAGE, str(exc))
     if isinstance(exc, RuleViolationError):
         return ProblemError(STATE_CONFLICT, str(exc), extensions={"rule": exc.rule})
     if isinstance(exc, StateConflictError):
