@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
 from typing import Any
@@ -20,17 +20,13 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.body_guard import RequestBodyGuard
 from api.problems import (
     INTERNAL_ERROR,
     VALIDATION_ERROR,
-    PayloadTooLargeError,
     install_problem_handlers,
     problem_component_schemas,
-    problem_response,
     problem_responses,
 )
 from api.routers import (
@@ -45,7 +41,7 @@ from api.routers import (
     readings,
     reports,
 )
-from api.security import TokenSecretError, TokenService, load_token_secret
+from api.security import ClientCheck, TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
 from attestation.anchoring.scheduler import AnchorService
 from attestation.chain.errors import ChainError
@@ -138,7 +134,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(
-        BodySizeLimitMiddleware,
+        RequestBodyGuard,
         max_bytes=settings.max_request_bytes,
         # A batch of 5,000 signed readings is about 1.5 MB; other bodies stay small.
         path_limits={readings.READINGS_PATH: settings.max_readings_request_bytes},
@@ -263,55 +259,9 @@ def open_services(settings: ApiSettings) -> tuple[Registry, TokenService]:
             f"{exc}; run `carbonledger init` or set CARBONLEDGER_TOKEN_SECRET"
         ) from exc
     tokens = TokenService(
-        issuer=registry.signer.name, key=key, ttl_seconds=settings.token_ttl_seconds
+        issuer=registry.signer.name,
+        key=key,
+        ttl_seconds=settings.token_ttl_seconds,
+        client_check=ClientCheck(registry.database, settings.client_check_seconds),
     )
     return registry, tokens
-
-
-class BodySizeLimitMiddleware:
-    """413 for bodies over `max_bytes`: by Content-Length up front, else while streaming.
-
-    A pure ASGI middleware, so chunked bodies are counted as they arrive and nothing
-    over the limit is buffered. Starlette's own limiter answers in plain text in some
-    paths; this one always answers with a problem document.
-    """
-
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, path_limits: Mapping[str, int] | None = None
-    ) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.path_limits = dict(path_limits or {})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        max_bytes = self.path_limits.get(scope["path"], self.max_bytes)
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            # Rejected before the application sees the request, so nothing can change.
-            error = PayloadTooLargeError(max_bytes)
-            response = problem_response(
-                error.kind,
-                error.problem_detail,
-                instance=Request(scope).url.path,
-                headers=error.headers,
-            )
-            await response(scope, receive, send)
-            return
-
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    # An HTTPException: FastAPI re-raises it from body parsing and the
-                    # problem handlers turn it into the 413 document.
-                    raise PayloadTooLargeError(max_bytes)
-            return message
-
-        await self.app(scope, limited_receive, send)

@@ -12,6 +12,8 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | validation-error            | 422    | query, path or body breaks its schema; `errors` lists |
 |                             |        | each failing field as {location, field, message}     |
 | payload-too-large           | 413    | the body exceeds CARBONLEDGER_MAX_REQUEST_BYTES      |
+| json-too-deep               | 400    | a JSON body nests arrays/objects over 32 deep        |
+|                             |        | (refused before it is parsed)                        |
 | proof-request-invalid       | 400    | well-formed proof parameters the log cannot satisfy: |
 |                             |        | index or size beyond the current tree, from > to     |
 | unauthorized                | 401    | bearer token missing, malformed, badly signed, from  |
@@ -44,6 +46,8 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 | certificate-request-invalid | 400    | a device, account or certificate request breaks a    |
 |                             |        | registry rule (e.g. a non-renewable source, hours    |
 |                             |        | not on the hour, a partial volume out of range)      |
+| retirement-vintage          | 422    | a retirement's reporting period does not contain the |
+|                             |        | certificate's production hour (decision 82)          |
 | state-conflict              | 409    | the registry's state forbids the request now (device |
 |                             |        | exists or not approved, certificate retired, split,  |
 |                             |        | expired or withdrawn, ...); `rule`: the stable slug  |
@@ -79,6 +83,7 @@ from ledger.certificates.rules import (
     RecordNotFoundError,
     RuleViolationError,
     StateConflictError,
+    VintageMismatchError,
 )
 from ledger.log.merkle import ProofRequestError
 from ledger.log.store import EntryNotFoundError, LogNotInitialisedError
@@ -106,6 +111,7 @@ VALIDATION_ERROR = ProblemType(
     "validation-error", 422, "Request validation failed", ValidationProblem
 )
 PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Request body too large")
+JSON_TOO_DEEP = ProblemType("json-too-deep", 400, "JSON nested too deep")
 PROOF_REQUEST_INVALID = ProblemType("proof-request-invalid", 400, "Proof request invalid")
 UNAUTHORIZED = ProblemType("unauthorized", 401, "Authentication required", OAuthProblem)
 FORBIDDEN = ProblemType("forbidden", 403, "Insufficient scope", OAuthProblem)
@@ -127,6 +133,9 @@ NOT_ANCHORED = ProblemType("not-anchored", 409, "Not anchored yet")
 CERTIFICATE_REQUEST_INVALID = ProblemType(
     "certificate-request-invalid", 400, "Certificate request invalid"
 )
+RETIREMENT_VINTAGE = ProblemType(
+    "retirement-vintage", 422, "Reporting period does not match the certificate's production"
+)
 STATE_CONFLICT = ProblemType("state-conflict", 409, "Conflicts with the registry's state")
 NOT_READY = ProblemType("not-ready", 503, "Service not ready")
 INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
@@ -136,6 +145,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     METHOD_NOT_ALLOWED,
     VALIDATION_ERROR,
     PAYLOAD_TOO_LARGE,
+    JSON_TOO_DEEP,
     PROOF_REQUEST_INVALID,
     UNAUTHORIZED,
     FORBIDDEN,
@@ -153,6 +163,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     BUNDLE_REQUEST_INVALID,
     NOT_ANCHORED,
     CERTIFICATE_REQUEST_INVALID,
+    RETIREMENT_VINTAGE,
     STATE_CONFLICT,
     NOT_READY,
     INTERNAL_ERROR,
@@ -350,6 +361,8 @@ def certificate_problem(exc: CertificateRequestError) -> ProblemError:
         return ProblemError(NOT_FOUND, str(exc))
     if isinstance(exc, NotOwnedError):
         return ProblemError(NOT_OWNER, str(exc))
+    if isinstance(exc, VintageMismatchError):
+        return ProblemError(RETIREMENT_VINTAGE, str(exc))
     if isinstance(exc, RuleViolationError):
         return ProblemError(STATE_CONFLICT, str(exc), extensions={"rule": exc.rule})
     if isinstance(exc, StateConflictError):

@@ -18,8 +18,10 @@ The FastAPI dependencies that use this module live in `api.deps`.
 
 from __future__ import annotations
 
+import hmac
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,8 +33,9 @@ from typing import Any
 import jwt
 
 from api.settings import ApiSettings
-from ledger.access.clients import AuthenticatedClient
+from ledger.access.clients import AuthenticatedClient, current_credential
 from ledger.keyfiles import KeyFileError, read_private_key_pem, write_private_key_file
+from ledger.storage.db import Database
 
 SCOPE_LOG_READ = "log:read"
 SCOPE_ADMIN = "admin"
@@ -72,7 +75,7 @@ TOKEN_ALGORITHM = "HS256"  # noqa: S105
 TOKEN_SECRET_BYTES = 32
 MIN_TOKEN_SECRET_BYTES = 32
 """RFC 7518 §3.2: an HS256 key must be at least as long as the hash output."""
-REQUIRED_CLAIMS = ("iss", "sub", "org", "scope", "iat", "exp", "jti")
+REQUIRED_CLAIMS = ("iss", "sub", "org", "scope", "iat", "exp", "jti", "cred")
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
@@ -158,6 +161,36 @@ class Principal:
     scopes: frozenset[str]
     token_id: str
     expires_at: datetime
+    credential: str = ""
+
+
+class ClientCheck:
+    """Whether a token's client still stands: enabled, and still on the secret the token
+    was issued for. One indexed read per client per `ttl_seconds`, so a disabled or
+    rotated client's tokens stop working within that many seconds, not at expiry.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, database: Database, ttl_seconds: float) -> None:
+        self.database = database
+        self.ttl_seconds = ttl_seconds
+        self._lock = threading.Lock()
+        self._current: dict[str, tuple[float, str | None]] = {}
+
+    def honours(self, client_id: str, credential: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._current.get(client_id)
+        if cached is None or cached[0] <= now:
+            current = current_credential(self.database, client_id)
+            with self._lock:
+                if len(self._current) >= self.MAX_ENTRIES:
+                    self._current.clear()  # bounded memory; refilled by one read per client
+                self._current[client_id] = (now + self.ttl_seconds, current)
+        else:
+            current = cached[1]
+        return current is not None and hmac.compare_digest(current, credential)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +205,8 @@ class TokenService:
     issuer: str
     key: bytes = field(repr=False)
     ttl_seconds: int
+    client_check: ClientCheck | None = None
+    """None only where no database is at hand; the service always has one."""
 
     def issue(
         self, client: AuthenticatedClient, scopes: frozenset[str], *, now: int | None = None
@@ -186,6 +221,7 @@ class TokenService:
             "iat": issued_at,
             "exp": issued_at + self.ttl_seconds,
             "jti": secrets.token_urlsafe(16),
+            "cred": client.credential,
         }
         token = jwt.encode(claims, self.key, algorithm=TOKEN_ALGORITHM)
         return IssuedToken(token, self.ttl_seconds, scopes)
@@ -209,9 +245,13 @@ class TokenService:
         except jwt.InvalidTokenError as exc:
             # PyJWT's messages name only claims and formats, never the key.
             raise InvalidTokenError(f"the token is invalid: {exc}") from exc
-        organisation, scope = claims["org"], claims["scope"]
-        if not isinstance(organisation, str) or not isinstance(scope, str):
-            raise InvalidTokenError("the token's org and scope claims must be strings")
+        organisation, scope, credential = claims["org"], claims["scope"], claims["cred"]
+        if not all(isinstance(value, str) for value in (organisation, scope, credential)):
+            raise InvalidTokenError("the token's org, scope and cred claims must be strings")
+        if self.client_check is not None and not self.client_check.honours(
+            str(claims["sub"]), credential
+        ):
+            raise InvalidTokenError("the token's client was disabled or its secret was rotated")
         try:
             scopes = parse_scope(scope)
         except ScopeSyntaxError as exc:
@@ -222,4 +262,5 @@ class TokenService:
             scopes=scopes,
             token_id=claims["jti"],
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            credential=credential,
         )

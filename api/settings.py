@@ -15,7 +15,16 @@ class ApiSettings(LedgerSettings):
         default=8000, ge=1, le=65535, description="Port `carbonledger serve` binds to."
     )
     token_ttl_seconds: int = Field(
-        default=3600, ge=60, le=86400, description="Lifetime of issued bearer tokens."
+        default=3600, ge=60, le=3600, description="Lifetime of issued bearer tokens (at most 1 h)."
+    )
+    client_check_seconds: float = Field(
+        default=5,
+        ge=0,
+        le=60,
+        description=(
+            "How long the service trusts its last look at a client: a disabled or rotated "
+            "client's tokens are refused at most this many seconds later."
+        ),
     )
     token_secret: SecretStr | None = Field(
         default=None,

@@ -104,3 +104,93 @@ def create_client_command(
     print_field(console, "client secret", issued.client_secret)
     print_field(console, "scopes", " ".join(sorted(issued.scopes)))
     print_note("Store the secret now: it is shown only once and cannot be recovered.")
+
+
+client_app = command_group("API clients: list, disable, rotate.")
+admin_app.add_typer(client_app, name="client")
+
+ClientIdArgument = Annotated[str, typer.Argument(metavar="CLIENT_ID", show_default=False)]
+
+
+@client_app.command("list")
+def list_clients_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List every API client: id, organisation, scopes, created, disabled."""
+    from ledger.access.clients import list_clients
+
+    database = connect(api_settings(ctx))
+    try:
+        clients = list_clients(database)
+    finally:
+        database.dispose()
+    rows = [
+        {
+            "clientId": client.client_id,
+            "organisation": client.organisation_name,
+            "organisationId": client.organisation_id,
+            "scopes": sorted(client.scopes),
+            "createdAt": client.created_at.isoformat(),
+            "disabledAt": client.disabled_at.isoformat() if client.disabled_at else None,
+        }
+        for client in clients
+    ]
+    if json_output:
+        write_machine(json.dumps(rows))
+        return
+    console = stdout_console()
+    for client in clients:
+        state = f"disabled {client.disabled_at.isoformat()}" if client.disabled_at else "enabled"
+        scopes = " ".join(sorted(client.scopes))
+        console.print(
+            f"{client.client_id}  {client.organisation_name}  {scopes}  {state}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@client_app.command("disable")
+def disable_client_command(
+    ctx: typer.Context, client_id: ClientIdArgument, json_output: JsonOption = False
+) -> None:
+    """Disable a client for good: no new tokens; its tokens are refused within
+    CARBONLEDGER_CLIENT_CHECK_SECONDS (default 5 s) by a running service."""
+    from ledger.access.clients import ClientError, disable_client
+
+    database = connect(api_settings(ctx))
+    try:
+        record = disable_client(database, client_id)
+    except ClientError as error:
+        fail(str(error))
+    finally:
+        database.dispose()
+    assert record.disabled_at is not None
+    if json_output:
+        write_machine(
+            json.dumps({"clientId": record.client_id, "disabledAt": record.disabled_at.isoformat()})
+        )
+        return
+    print_headline(stdout_console(), f"Client {record.client_id} is disabled.")
+
+
+@client_app.command("rotate")
+def rotate_client_command(
+    ctx: typer.Context, client_id: ClientIdArgument, json_output: JsonOption = False
+) -> None:
+    """Give a client a new secret (shown once); the old secret and its tokens stop working."""
+    from ledger.access.clients import ClientError, rotate_client_secret
+
+    database = connect(api_settings(ctx))
+    try:
+        issued = rotate_client_secret(database, client_id)
+    except ClientError as error:
+        fail(str(error))
+    finally:
+        database.dispose()
+    if json_output:
+        write_machine(
+            json.dumps({"clientId": issued.client_id, "clientSecret": issued.client_secret})
+        )
+        return
+    console = stdout_console()
+    print_headline(console, f"New secret for {issued.client_id}.")
+    print_field(console, "client secret", issued.client_secret)
+    print_note("Store the secret now: it is shown only once and cannot be recovered.")

@@ -143,6 +143,8 @@ def chain_audit(
         if rpc_url is not None:
             from web3 import HTTPProvider, Web3
 
+            import attestation.chain.stack  # noqa: F401
+
             # One light request first: an unreachable node gets a message that says what
             # to check, and the chain id finds the recorded deployment.
             chain_id = rpc.JsonRpc(rpc_url).chain_id()

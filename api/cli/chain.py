@@ -44,6 +44,7 @@ from api.cli.common import (
     print_field,
     print_headline,
     read_bytes,
+    source_name,
     stdout_console,
     write_machine,
 )
@@ -664,8 +665,15 @@ def verify_command(
     from attestation.bundles.format import MAX_BUNDLE_BYTES
     from attestation.bundles.report import UnusableInputError
     from attestation.bundles.verify import verify_bundle
+    from ledger import strict_json
 
     data = read_bytes(bundle_file, MAX_BUNDLE_BYTES, "a proof bundle")
+    try:
+        # Not JSON at all (or built to exhaust a parser) is an input error, exit 2; JSON
+        # that is not a valid bundle is a failed "format" check, exit 1.
+        strict_json.loads(data)
+    except strict_json.JsonInputError as error:
+        fail(f"{source_name(bundle_file)} is not a proof bundle: {error}")
     trust = trust_inputs(trust_file, chain_id, contract, log_key, issuer)
     rpc = rpc or trust.rpc
     if rpc is not None:

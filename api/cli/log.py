@@ -152,6 +152,14 @@ def parse_proof(
 ) -> Model:
     from pydantic import ValidationError
 
+    from ledger import strict_json
+
+    try:
+        # Nesting, duplicate members and NaN first: the proof models would recurse into
+        # (or silently pick one of) them.
+        strict_json.loads(data)
+    except strict_json.JsonInputError as error:
+        fail(f"{source_name(source)} is not a valid {what}: {error}")
     try:
         return model.model_validate_json(data)
     except ValidationError as error:

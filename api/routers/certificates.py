@@ -30,6 +30,7 @@ from api.problems import (
     NOT_FOUND,
     NOT_OWNER,
     NOT_READY,
+    RETIREMENT_VINTAGE,
     STATE_CONFLICT,
     UNAUTHORIZED,
     VALIDATION_ERROR,
@@ -276,9 +277,12 @@ def transfer(
     summary="Retire (cancel) a certificate, or its first `volumeWh` Wh, for a beneficiary",
     description=(
         "Final: a retired certificate never moves, splits or retires again. The beneficiary "
-        "(an organisation id) defaults to the caller's organisation."
+        "(an organisation id) defaults to the caller's organisation. The reporting period "
+        "must contain the certificate's production hour (422 `retirement-vintage`)."
     ),
-    responses=_CHANGE_PROBLEMS,
+    responses=problem_responses(
+        NOT_FOUND, NOT_OWNER, STATE_CONFLICT, CERTIFICATE_REQUEST_INVALID, RETIREMENT_VINTAGE
+    ),
 )
 def retire(
     registry: RegistryDep,

@@ -22,6 +22,7 @@ from hexbytes import HexBytes
 from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
+import attestation.chain.stack  # noqa: F401 - web3 raised the recursion limit; put it back
 from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import (
     NO_MAP_ROOT,

@@ -24,6 +24,7 @@ from eth_utils.crypto import keccak
 from sqlalchemy import select
 from web3 import Web3
 
+import attestation.chain.stack  # noqa: F401 - web3 raised the recursion limit; put it back
 from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import load_artifact, log_id_for_origin, revert_data
 from attestation.chain.errors import ChainError

@@ -47,6 +47,7 @@ from sqlalchemy import delete, select, update
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import TxParams
 
+import attestation.chain.stack  # noqa: F401 - web3 raised the recursion limit; put it back
 from attestation.anchoring.anchor import (
     NEEDS_OPERATOR,
     AnchorPlan,

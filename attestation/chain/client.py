@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 
+import attestation.chain.stack  # noqa: F401 - web3 raised the recursion limit; put it back
 from attestation.chain.errors import ChainError
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -43,6 +44,27 @@ class AuthenticatedClient:
     client_id: str
     organisation_id: str
     scopes: frozenset[str]
+    credential: str = ""
+    """`credential_tag` of the secret it authenticated with; tokens carry it, so rotating
+    the secret ends the old secret's tokens too."""
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A client as `admin client list` shows it (never the secret or its digest)."""
+
+    client_id: str
+    organisation_id: str
+    organisation_name: str
+    scopes: frozenset[str]
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+def credential_tag(secret_sha256: bytes) -> str:
+    """A short, non-secret name of one secret: 8 bytes of its SHA-256 (itself not secret
+    enough to log in with: the secret is 256 bits and the tag names only the digest)."""
+    return secret_sha256[:8].hex()
 
 
 def _secret_digest(secret: str) -> bytes:
@@ -103,5 +125,86 @@ def authenticate_client(
         if client is None or not matches or client.disabled_at is not None:
             return None
         return AuthenticatedClient(
-            client.client_id, client.organisation_id, frozenset(client.scopes.split())
+            client.client_id,
+            client.organisation_id,
+            frozenset(client.scopes.split()),
+            credential_tag(client.secret_sha256),
+        )
+
+
+def current_credential(database: Database, client_id: str) -> str | None:
+    """The tag of the client's current secret, or None when it is unknown or disabled:
+    what a bearer token's `cred` claim must still equal for the token to be honoured."""
+    with database.read() as session:
+        row = session.execute(
+            select(ApiClient.secret_sha256, ApiClient.disabled_at).where(
+                ApiClient.client_id == client_id
+            )
+        ).one_or_none()
+    if row is None or row.disabled_at is not None:
+        return None
+    return credential_tag(row.secret_sha256)
+
+
+def list_clients(database: Database) -> list[ClientRecord]:
+    with database.read() as session:
+        rows = session.execute(
+            select(ApiClient, Organisation.name)
+            .join(Organisation, Organisation.id == ApiClient.organisation_id)
+            .order_by(Organisation.name, ApiClient.created_at, ApiClient.client_id)
+        ).all()
+        return [
+            ClientRecord(
+                client.client_id,
+                client.organisation_id,
+                name,
+                frozenset(client.scopes.split()),
+                client.created_at,
+                client.disabled_at,
+            )
+            for client, name in rows
+        ]
+
+
+def disable_client(database: Database, client_id: str) -> ClientRecord:
+    """Disable a client for good: no new tokens, and its tokens are refused from the next
+    credential check on (`current_credential`). Disabling twice keeps the first time."""
+    with database.write() as session:
+        client = session.get(ApiClient, client_id)
+        if client is None:
+            raise ClientError(f"there is no client {client_id!r}")
+        if client.disabled_at is None:
+            client.disabled_at = datetime.now(UTC)
+        organisation = session.get(Organisation, client.organisation_id)
+        assert organisation is not None
+        session.flush()
+        return ClientRecord(
+            client.client_id,
+            client.organisation_id,
+            organisation.name,
+            frozenset(client.scopes.split()),
+            client.created_at,
+            client.disabled_at,
+        )
+
+
+def rotate_client_secret(database: Database, client_id: str) -> IssuedClient:
+    """A new secret for an enabled client, shown once; the old secret and every token
+    issued with it stop working (tokens name their secret's `credential_tag`)."""
+    secret = secrets.token_urlsafe(32)
+    with database.write() as session:
+        client = session.get(ApiClient, client_id)
+        if client is None:
+            raise ClientError(f"there is no client {client_id!r}")
+        if client.disabled_at is not None:
+            raise ClientError(f"client {client_id!r} is disabled; create a new one instead")
+        client.secret_sha256 = _secret_digest(secret)
+        organisation = session.get(Organisation, client.organisation_id)
+        assert organisation is not None
+        return IssuedClient(
+            client.client_id,
+            secret,
+            organisation.id,
+            organisation.name,
+            frozenset(client.scopes.split()),
         )

@@ -487,6 +487,9 @@ def retire_certificate(
                 f"beneficiary {request.beneficiary_id!r} is not an organisation"
             )
         rules.retire(_state(row), account=row.account_id, beneficiary=request.beneficiary_id, at=at)
+        rules.require_vintage(
+            _state(row), period_start=request.period_start, period_end=request.period_end
+        )
         target = _part(tx, issuer, row, volume_wh, at)
         state = rules.retire(
             _state(target), account=target.account_id, beneficiary=request.beneficiary_id, at=at

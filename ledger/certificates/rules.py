@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from ledger.times import format_utc
+
 HOUR = 3600
 WH_PER_GEC = 1_000_000
 """1 green-electricity certificate (GEC, 绿证) = 1 MWh."""
@@ -59,6 +61,11 @@ class RuleViolationError(StateConflictError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = rule
+
+
+class VintageMismatchError(CertificateRequestError):
+    """A retirement's reporting period does not cover the certificate's production hour
+    (`require_vintage`; HTTP 422)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +193,25 @@ def retire(state: CertificateState, *, account: str, beneficiary: str, at: int) 
     require_movable(state, at, "retired")
     _require_holder(state, account)
     return replace(state, status=CertificateStatus.RETIRED, beneficiary=beneficiary)
+
+
+def require_vintage(state: CertificateState, *, period_start: int, period_end: int) -> None:
+    """The vintage rule of a retirement: the certificate's production hour lies wholly inside
+    the reporting period it is claimed for (the GHG Protocol Scope 2 quality criteria ask
+    for instruments from the period of the consumption they cover; an hourly certificate
+    states its hour, so "the same period" is checked exactly, not by calendar year).
+
+    Checked when a retirement is requested, not when the log is replayed: retirements
+    logged before the rule existed stay valid history (decision 82).
+    """
+    hour_end = state.hour_start + HOUR
+    if state.hour_start < period_start or hour_end > period_end:
+        raise VintageMismatchError(
+            f"{state.certificate} was produced in the hour from {format_utc(state.hour_start)}, "
+            f"outside the reporting period {format_utc(period_start)} to "
+            f"{format_utc(period_end)}; a certificate can only be retired for a reporting "
+            "period that contains its production hour"
+        )
 
 
 def expire(state: CertificateState, *, at: int) -> CertificateState:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.security import ensure_token_secret, load_token_secret
 from api.settings import ApiSettings
-from ledger.access.clients import IssuedClient, create_client
+from ledger.access.clients import IssuedClient, create_client, current_credential
 from ledger.registry import Registry
 from ledger.settings import LedgerSettings
 
@@ -63,16 +63,21 @@ def token_key(app: FastAPI, api_settings: ApiSettings) -> bytes:
 def forge_token(registry: Registry, token_key: bytes) -> Callable[..., str]:
     """A token with valid claims for a `log:read` client; keyword arguments override them."""
 
+    # A real, enabled client: the service checks that a token's client still stands.
+    real = create_client(registry.database, "Forged Org", ["log:read"])
+    credential = current_credential(registry.database, real.client_id)
+
     def forge(key: bytes | None = None, drop: tuple[str, ...] = (), **overrides: Any) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": registry.signer.name,
-            "sub": "cl_forged",
-            "org": "org-forged",
+            "sub": real.client_id,
+            "org": real.organisation_id,
             "scope": "log:read",
             "iat": now,
             "exp": now + 600,
             "jti": "forged-token",
+            "cred": credential,
         }
         claims.update(overrides)
         for name in drop:

@@ -410,7 +410,7 @@ def test_consistency_against_a_checkpoint_of_another_size_fails(
 @pytest.mark.parametrize(
     ("command", "data", "fragment"),
     [
-        ("verify-inclusion", "{not json", "stdin is not a valid inclusion proof: Invalid JSON"),
+        ("verify-inclusion", "{not json", "stdin is not a valid inclusion proof: not valid JSON"),
         ("verify-inclusion", "", "stdin is not a valid inclusion proof"),
         ("verify-inclusion", "[1, 2]", "not a valid inclusion proof"),
         ("verify-consistency", '{"from": 1}', "not a valid consistency proof"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ledger.credentials.data_integrity import (
     CRYPTOSUITE,
     CredentialFormatError,
     ProofOptions,
+    base58_length_bound,
     base58btc_decode,
     base58btc_encode,
     did_key,
@@ -156,7 +158,8 @@ def test_vector_credential_re_signed_with_a_did_key_issuer_verifies(
 def test_base58btc_round_trip_keeps_leading_zero_bytes(data: bytes, zeros: int) -> None:
     padded = b"\0" * zeros + data
     text = base58btc_encode(padded)
-    assert base58btc_decode(text) == padded
+    assert base58btc_decode(text, max_bytes=len(padded)) == padded
+    assert len(text) <= base58_length_bound(len(padded))
     leading = len(padded) - len(padded.lstrip(b"\0"))
     assert len(text) - len(text.lstrip("1")) == leading
 
@@ -179,6 +182,19 @@ def test_base58btc_known_values() -> None:
     assert base58btc_encode(b"hello world") == "StV1DL6CwTryKyV"
     assert base58btc_decode("StV1DL6CwTryKyV") == b"hello world"
     assert base58btc_decode("111") == b"\0\0\0"
+
+
+def test_base58btc_decode_checks_the_length_before_decoding() -> None:
+    # 60,000 characters took 1.15 s to decode (the big-number loop is quadratic); the length
+    # bound refuses them before the first digit is read.
+    started = time.perf_counter()
+    with pytest.raises(CredentialFormatError, match="longer than any value of at most 64"):
+        base58btc_decode("z" * 60_000)
+    assert time.perf_counter() - started < 0.01
+    longest = base58btc_encode(b"\xff" * 64)
+    assert base58btc_decode(longest) == b"\xff" * 64
+    with pytest.raises(CredentialFormatError, match="longer"):
+        base58btc_decode("1" * (base58_length_bound(64) + 1))
 
 
 @pytest.mark.parametrize("bad", ["0", "O", "I", "l", "abc+", " z", "é"])
