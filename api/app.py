@@ -44,6 +44,7 @@ from api.routers import (
     meters,
     readings,
     reports,
+    tiles,
 )
 from api.security import TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
@@ -144,7 +145,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         path_limits={readings.READINGS_PATH: settings.max_readings_request_bytes},
     )
     common = problem_responses(INTERNAL_ERROR)
-    for router in (health.router, auth.router, log.router, meters.router, readings.router):
+    for router in (health.router, auth.router, log.router, tiles.router):
+        app.include_router(router, responses=common)
+    for router in (meters.router, readings.router):
         app.include_router(router, responses=common)
     for router in (anchors.router, anchors.bundle_router):
         app.include_router(router, responses=common)
