@@ -66,7 +66,7 @@ async def load(
     async def one(client_no: int) -> None:
         nonlocal errors
         n = 0
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 response = await request(http, client_no, n)
@@ -180,7 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress(f"{name}: {results[name]['per_s']:.0f}/s")
         finally:
             server.terminate()
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
     health = results["healthz"]["per_s"]
     emit_json(
