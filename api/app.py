@@ -10,18 +10,21 @@ the certificate expiry sweep (`CertificateExpiryService`).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from fastapi import FastAPI
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from api.body_guard import RequestBodyGuard
+from api.ingest_queue import IngestQueue
 from api.problems import (
     INTERNAL_ERROR,
     VALIDATION_ERROR,
@@ -40,6 +43,7 @@ from api.routers import (
     meters,
     readings,
     reports,
+    tiles,
 )
 from api.security import ClientCheck, TokenSecretError, TokenService, load_token_secret
 from api.settings import ApiSettings
@@ -121,15 +125,26 @@ def _document_validation_problems(schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    """Build the application; nothing touches the database until the lifespan starts."""
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    primary_lock: Path | None = None,
+    on_ready: Callable[[FastAPI], None] | None = None,
+) -> FastAPI:
+    """Build the application; nothing touches the database until the lifespan starts.
+
+    With `primary_lock` (one of several `serve --workers` processes) the background services
+    (anchoring, certificate expiry) run only in the process that holds that file's lock, and
+    `on_ready` is called in that process only; the lock dies with its holder, so a restarted
+    worker takes over.
+    """
     settings = settings or ApiSettings()
     app = CarbonledgerAPI(
         title=API_TITLE,
         version=_package_version(),
         description=API_DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, primary_lock, on_ready),
     )
     app.state.settings = settings
     install_problem_handlers(app)
@@ -140,7 +155,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         path_limits={readings.READINGS_PATH: settings.max_readings_request_bytes},
     )
     common = problem_responses(INTERNAL_ERROR)
-    for router in (health.router, auth.router, log.router, meters.router, readings.router):
+    for router in (health.router, auth.router, log.router, tiles.router):
+        app.include_router(router, responses=common)
+    for router in (meters.router, readings.router):
         app.include_router(router, responses=common)
     for router in (anchors.router, anchors.bundle_router):
         app.include_router(router, responses=common)
@@ -155,30 +172,62 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
+def claim_primary(lock_path: Path) -> IO[bytes] | None:
+    """The open, exclusively locked file if this process is the primary worker, else None."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def _lifespan(
     settings: ApiSettings,
+    primary_lock: Path | None = None,
+    on_ready: Callable[[FastAPI], None] | None = None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry, tokens = open_services(settings)
         app.state.registry = registry
         app.state.tokens = tokens
+        lock = claim_primary(primary_lock) if primary_lock is not None else None
+        primary = primary_lock is None or lock is not None
         try:
             # Anchoring runs on its own thread when its settings enable it
-            # (attestation.anchoring.scheduler).
-            app.state.anchoring = AnchorService.start(registry.log, settings.data_dir)
+            # (attestation.anchoring.scheduler), in exactly one process of the service.
+            app.state.anchoring = (
+                AnchorService.start(registry.log, settings.data_dir) if primary else None
+            )
         except (ChainError, ValidationError) as exc:  # misconfiguration: say so and stop
             registry.close()
             raise StartupError(f"anchoring cannot start: {exc}") from exc
-        app.state.expiry = CertificateExpiryService.start(registry, settings.expiry_sweep_seconds)
+        app.state.expiry = (
+            CertificateExpiryService.start(registry, settings.expiry_sweep_seconds)
+            if primary
+            else None
+        )
+        app.state.ingest = IngestQueue(
+            registry.log,
+            max_pending_items=settings.ingest_queue_items,
+            max_group_items=settings.max_readings_per_batch,
+        )
+        if primary and on_ready is not None:
+            on_ready(app)
         try:
             yield
         finally:
+            app.state.ingest.close()
             if app.state.expiry is not None:
                 app.state.expiry.close()
             if app.state.anchoring is not None:
                 app.state.anchoring.close()
             registry.close()
+            if lock is not None:
+                lock.close()
 
     return lifespan
 

@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import HTTPBasic, HTTPBasicCredentials, OAuth2, SecurityScopes
 
+from api.ingest_queue import IngestQueue
 from api.problems import FORBIDDEN, INVALID_CLIENT, UNAUTHORIZED, ProblemError
 from api.security import KNOWN_SCOPES, InvalidTokenError, Principal, TokenService, format_scope
 from ledger.access.clients import AuthenticatedClient, authenticate_client
@@ -37,7 +38,13 @@ async def get_token_service(request: Request) -> TokenService:
     return tokens
 
 
+async def get_ingest_queue(request: Request) -> IngestQueue:
+    queue: IngestQueue = request.app.state.ingest
+    return queue
+
+
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+IngestQueueDep = Annotated[IngestQueue, Depends(get_ingest_queue)]
 TokenServiceDep = Annotated[TokenService, Depends(get_token_service)]
 
 

@@ -54,6 +54,8 @@ A status without its own slug here uses `about:blank` (RFC 9457 §4.2.1).
 |                             |        | of the certificate rule that refused it (see         |
 |                             |        | `ledger.certificates.rules`), when a rule did         |
 | not-ready                   | 503    | the log is not initialised or the database is down   |
+| ingest-busy                 | 503    | too many readings wait for the ingest writer; retry  |
+|                             |        | after `Retry-After` seconds (nothing was written)    |
 | internal-error              | 500    | an unexpected failure; logged, never described       |
 
 Token-endpoint and bearer-token problems also carry `error`, the OAuth 2.0 error code
@@ -138,6 +140,7 @@ RETIREMENT_VINTAGE = ProblemType(
 )
 STATE_CONFLICT = ProblemType("state-conflict", 409, "Conflicts with the registry's state")
 NOT_READY = ProblemType("not-ready", 503, "Service not ready")
+INGEST_BUSY = ProblemType("ingest-busy", 503, "Ingest queue full")
 INTERNAL_ERROR = ProblemType("internal-error", 500, "Internal server error")
 
 PROBLEM_TYPES: tuple[ProblemType, ...] = (
@@ -166,6 +169,7 @@ PROBLEM_TYPES: tuple[ProblemType, ...] = (
     RETIREMENT_VINTAGE,
     STATE_CONFLICT,
     NOT_READY,
+    INGEST_BUSY,
     INTERNAL_ERROR,
 )
 

@@ -14,7 +14,10 @@ import sys
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
+from api.app import create_app
+from api.settings import ApiSettings
 from attestation.anchoring.scheduler import AnchorService
 from attestation.chain.client import ChainBackend
 
@@ -59,6 +62,60 @@ class _ReadyServer(uvicorn.Server):
             return
         bound = self.servers[0].sockets[0].getsockname()
         print(ready_line(self._app, self.config.host, int(bound[1])), flush=True)
+
+
+PRIMARY_LOCK_NAME = "serve-primary.lock"
+"""In DATA_DIR: held by the one worker of `serve --workers N` that runs the background services."""
+
+
+def worker_app() -> FastAPI:
+    """The app of one `serve --workers N` process (a uvicorn factory; settings from the
+    environment the parent prepared in `run_workers`)."""
+    settings = ApiSettings()
+
+    def announce(app: FastAPI) -> None:
+        # The workers share the parent's listening socket, so it accepts connections already.
+        print(ready_line(app, settings.host, settings.port), flush=True)
+
+    return create_app(
+        settings, primary_lock=settings.data_dir / PRIMARY_LOCK_NAME, on_ready=announce
+    )
+
+
+def run_workers(host: str, port: int, workers: int) -> None:
+    """Serve with `workers` processes sharing one socket; anchoring runs in exactly one."""
+    config = uvicorn.Config(
+        "api.server:worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        server_header=False,
+    )
+    _run_multiprocess(config)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, remembering whether a signal or a failed worker stopped it."""
+
+    signalled = False
+
+    def handle_int(self) -> None:
+        self.signalled = True
+        super().handle_int()
+
+    def handle_term(self) -> None:
+        self.signalled = True
+        super().handle_term()
+
+
+def _run_multiprocess(config: uvicorn.Config) -> None:
+    sock = config.bind_socket()
+    supervisor = _Supervisor(config, sockets=[sock])
+    supervisor.run()
+    # It stops on its own only when a worker could not start (it says why on stderr).
+    if not supervisor.signalled:
+        sys.exit(STARTUP_FAILURE)
 
 
 def run_server(app: FastAPI, host: str, port: int) -> None:

@@ -14,6 +14,18 @@ class ApiSettings(LedgerSettings):
     port: int = Field(
         default=8000, ge=1, le=65535, description="Port `carbonledger serve` binds to."
     )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="`carbonledger serve` worker processes (default: the machine's cores).",
+    )
+    ingest_queue_items: int = Field(
+        default=20_000,
+        ge=1,
+        description="Readings that may wait for the ingest writer; above it POST /v1/readings "
+        "answers 503 with Retry-After (group commit, api.ingest_queue).",
+    )
     token_ttl_seconds: int = Field(
         default=3600, ge=60, le=3600, description="Lifetime of issued bearer tokens (at most 1 h)."
     )

@@ -74,6 +74,48 @@ def checkpoint_command(
     write_machine(note)
 
 
+@log_app.command("export-tiles")
+def export_tiles_command(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where to write checkpoint and tile/…")
+    ],
+    entries: Annotated[
+        bool,
+        typer.Option(
+            "--entries",
+            help="Also write the entry bundles (tile/entries/…): every organisation's "
+            "entries, so only for a mirror with the access of `log:read`.",
+        ),
+    ] = False,
+) -> None:
+    """Write the log as C2SP tlog-tiles files, for any static file host to serve.
+
+    Re-running refreshes a mirror in place: full tiles are written once, the partial
+    tiles and then the checkpoint are replaced atomically.
+    """
+    from ledger.log.store import LogError
+    from ledger.log.tiles import export_tiles
+
+    if directory.exists() and not directory.is_dir():
+        fail(f"{directory} exists and is not a directory")
+    with open_registry(api_settings(ctx)) as registry:
+        try:
+            summary = export_tiles(registry.log, registry.signer, directory, entries=entries)
+        except (LogError, OSError) as exc:
+            fail(f"cannot export tiles to {directory}: {exc}")
+    write_machine(
+        json.dumps(
+            {
+                "size": summary.size,
+                "hashTiles": summary.hash_tiles,
+                "entryBundles": summary.entry_bundles,
+                "directory": str(directory),
+            }
+        )
+    )
+
+
 @log_app.command("prove")
 def prove_command(
     ctx: typer.Context,

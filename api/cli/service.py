@@ -7,6 +7,7 @@ conventions"); every other command refuses an uninitialised or outdated database
 from __future__ import annotations
 
 import base64
+import os
 from typing import Annotated
 
 import typer
@@ -90,6 +91,17 @@ def serve_command(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Worker processes (default CARBONLEDGER_WORKERS or the machine's cores); "
+            "anchoring and the expiry sweep run in exactly one of them.",
+            min=1,
+            max=64,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API.
 
@@ -108,7 +120,22 @@ def serve_command(
     load_ed25519_key_file(settings.resolved_log_key_file())
     load_token_secret(settings)
 
-    from api.app import create_app
-    from api.server import run_server
+    count = workers or settings.workers or os.cpu_count() or 1
+    if count == 1:
+        from api.app import create_app
+        from api.server import run_server
 
-    run_server(create_app(settings), settings.host, settings.port)
+        run_server(create_app(settings), settings.host, settings.port)
+        return
+
+    from api.server import run_workers
+    from ledger.registry import open_registry
+
+    # Migrate once here, not racing in every worker; the workers then find the schema current.
+    open_registry(settings, migrate=True).close()
+    # The workers build their settings from the environment: hand over what the command
+    # line decided.
+    os.environ["CARBONLEDGER_DATA_DIR"] = str(settings.data_dir)
+    os.environ["CARBONLEDGER_HOST"] = settings.host
+    os.environ["CARBONLEDGER_PORT"] = str(settings.port)
+    run_workers(settings.host, settings.port, count)

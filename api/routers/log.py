@@ -53,7 +53,7 @@ def log_info(registry: RegistryDep) -> LogInfo:
     responses={200: {"content": {CHECKPOINT_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
 )
 def checkpoint(registry: RegistryDep) -> PlainTextResponse:
-    note = registry.log.checkpoint(registry.signer)
+    note = registry.log.signed_checkpoint(registry.log.head(), registry.signer)
     return PlainTextResponse(note, media_type=CHECKPOINT_MEDIA_TYPE)
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import RegistryDep, require_scopes
+from api.deps import IngestQueueDep, RegistryDep, require_scopes
+from api.ingest_queue import QueueClosedError, QueueFullError
 from api.problems import (
     BATCH_TOO_LARGE,
     FORBIDDEN,
+    INGEST_BUSY,
     NOT_FOUND,
     NOT_OWNER,
     PAYLOAD_TOO_LARGE,
@@ -32,7 +35,7 @@ from api.schemas.readings import (
 )
 from api.security import SCOPE_READINGS_READ, SCOPE_READINGS_WRITE, Principal
 from ledger.meters.energy import MAX_READINGS_PAGE, meter_energy, meter_readings
-from ledger.meters.ingest import BatchTooLargeError, IngestPolicy, ingest
+from ledger.meters.ingest import BatchTooLargeError, IngestPolicy
 from ledger.meters.intervals import INTERVALS, EnergyQueryError
 from ledger.meters.registration import MeterError, to_epoch
 from ledger.times import format_utc
@@ -42,6 +45,8 @@ router = APIRouter(
 )
 
 READINGS_PATH = "/v1/readings"
+INGEST_RETRY_AFTER_SECONDS = 1
+"""The queue drains in milliseconds; a second is long enough to find room."""
 
 
 @router.post(
@@ -49,30 +54,38 @@ READINGS_PATH = "/v1/readings"
     summary="Submit a batch of signed readings; each item is accepted, duplicate or rejected",
     description=(
         "Every item gets its own outcome, in request order; the response is 200 whatever the "
-        "outcomes. Accepted readings and their `reading/1` leaves commit together in one "
-        "transaction per batch. Limits: `CARBONLEDGER_MAX_READINGS_PER_BATCH` items "
+        "outcomes. Accepted readings and their `reading/1` leaves commit together; concurrent "
+        "requests share one transaction (group commit) and each is answered once it is "
+        "durable; 503 `ingest-busy` with Retry-After when too many readings wait. "
+        "Limits: `CARBONLEDGER_MAX_READINGS_PER_BATCH` items "
         "(default 5,000; 413 `batch-too-large` above) and "
         "`CARBONLEDGER_MAX_READINGS_REQUEST_BYTES` of body (default 8 MiB; 413 "
         "`payload-too-large`)."
     ),
-    responses=problem_responses(BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE),
+    responses=problem_responses(BATCH_TOO_LARGE, PAYLOAD_TOO_LARGE, INGEST_BUSY),
 )
-def submit_readings(
+async def submit_readings(
     registry: RegistryDep,
+    queue: IngestQueueDep,
     body: ReadingBatch,
     principal: Annotated[Principal, require_scopes(SCOPE_READINGS_WRITE)],
 ) -> BatchOutcome:
+    # Group commit (api.ingest_queue): answered once the transaction holding these items
+    # is durable, sharing it with whatever other requests were waiting.
     settings = registry.settings
     policy = IngestPolicy(
         max_items=settings.max_readings_per_batch,
         future_skew_seconds=settings.reading_future_skew_seconds,
     )
     try:
-        result = ingest(
-            registry.log, body.readings, organisation_id=principal.organisation_id, policy=policy
-        )
+        future = queue.submit(body.readings, principal.organisation_id, policy)
     except BatchTooLargeError as exc:
         raise ProblemError(BATCH_TOO_LARGE, str(exc)) from exc
+    except (QueueFullError, QueueClosedError) as exc:
+        raise ProblemError(
+            INGEST_BUSY, str(exc), headers={"Retry-After": str(INGEST_RETRY_AFTER_SECONDS)}
+        ) from exc
+    result = await asyncio.wrap_future(future)
     return BatchOutcome(
         accepted=result.count("accepted"),
         duplicate=result.count("duplicate"),

@@ -32,7 +32,7 @@ from sqlalchemy import BigInteger, CursorResult, literal, null, select, text, un
 from sqlalchemy.orm import Session
 
 from ledger.log.canonical import canonical_entry
-from ledger.log.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from ledger.log.checkpoint import Checkpoint, NoteSigner, NoteVerifier, sign_checkpoint
 from ledger.log.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -165,9 +165,16 @@ class LogTransaction:
         return self._leaves
 
 
+CHECKPOINT_CACHE_SIZE = 64
+
+
 class Log:
     def __init__(self, database: Database) -> None:
         self.database = database
+        # Signed notes per (signer, size, root): a checkpoint never changes for a tree size,
+        # so it is signed once, not on every request (issue 10 item 5). The root is part of
+        # the key, so a cache entry can never answer for another tree.
+        self._checkpoints: dict[tuple[NoteVerifier, int, bytes], str] = {}
 
     # ------------------------------------------------------------------ set-up
 
@@ -340,8 +347,19 @@ class Log:
         """The signed checkpoint note for the current head (or an earlier size)."""
         head = self.head()
         if size is None or size == head.size:
-            return sign_checkpoint(Checkpoint(head.origin, head.size, head.root), signer)
-        return sign_checkpoint(Checkpoint(head.origin, size, self.root_at(size)), signer)
+            return self.signed_checkpoint(head, signer)
+        return self.signed_checkpoint(TreeHead(head.origin, size, self.root_at(size)), signer)
+
+    def signed_checkpoint(self, head: TreeHead, signer: NoteSigner) -> str:
+        """The note for `head`, signed once per (signer, size, root) and then cached."""
+        key = (signer.verifier, head.size, head.root)
+        note = self._checkpoints.get(key)
+        if note is None:
+            note = sign_checkpoint(Checkpoint(head.origin, head.size, head.root), signer)
+            if len(self._checkpoints) >= CHECKPOINT_CACHE_SIZE:
+                self._checkpoints.clear()  # rarely hit; old sizes are rarely asked twice
+            self._checkpoints[key] = note
+        return note
 
 
 def _hash_new_nodes(

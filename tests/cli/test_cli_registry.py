@@ -340,3 +340,24 @@ def test_invalid_setting_names_the_variable(cli_registry: CliRegistry) -> None:
     env = {**cli_registry.env, "CARBONLEDGER_TOKEN_TTL_SECONDS": "forever"}
     result = run(["log", "checkpoint"], env)
     assert_one_line_error(result, 2, "invalid setting CARBONLEDGER_TOKEN_TTL_SECONDS")
+
+
+def test_export_tiles_writes_a_static_mirror(cli_registry: CliRegistry, tmp_path: Path) -> None:
+    cli_registry.append(5)
+    mirror = tmp_path / "mirror"
+    result = run(["log", "export-tiles", str(mirror)], cli_registry.env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "size": 5,
+        "hashTiles": 1,
+        "entryBundles": 0,
+        "directory": str(mirror),
+    }
+    assert (mirror / "tile/0/000.p/5").stat().st_size == 5 * 32
+    assert (mirror / "checkpoint").read_text() == run(
+        ["log", "checkpoint"], cli_registry.env
+    ).stdout
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    refused = run(["log", "export-tiles", str(blocked)], cli_registry.env)
+    assert refused.exit_code == 2 and "is not a directory" in refused.stderr
