@@ -101,8 +101,9 @@ def test_no_secret_is_written_into_the_compose_file() -> None:
     for name, service in compose()["services"].items():
         for variable, value in service.get("environment", {}).items():
             if variable in secrets:
-                assert re.fullmatch(rf"\$\{{{variable}:\?[^}}]+\}}", value), (
-                    f"{name}: {variable} must come from docker/.env, required"
+                # Required (`:?message`) or empty until provisioned (`:-`), never a value.
+                assert re.fullmatch(rf"\$\{{{variable}(:\?[^}}]+|:-)\}}", value), (
+                    f"{name}: {variable} must come from docker/.env"
                 )
         url = service.get("environment", {}).get("CARBONLEDGER_DATABASE_URL", "")
         assert not url or "${POSTGRES_PASSWORD:?" in url, f"{name}: literal database password"
