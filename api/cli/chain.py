@@ -280,9 +280,8 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
     settings = chain_settings()
     log_id = log_id_for_origin(origin)
     if settings.backend is ChainBackend.JSON_RPC:
-        from eth_utils.address import to_checksum_address
-
         from attestation.chain import rpc
+        from attestation.chain.address import checksum_address
 
         assert settings.chain_rpc is not None
         with chain_errors():
@@ -296,13 +295,13 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
                     "`carbonledger chain deploy` or set CARBONLEDGER_CHAIN_CONTRACT",
                     EXIT_UNAVAILABLE,
                 )
-            answer = node.call(to_checksum_address(address), rpc.latest_call(log_id))
+            answer = node.call(checksum_address(address), rpc.latest_call(log_id))
             if not answer:
                 fail(f"there is no CarbonAnchor at {address} on chain {chain_id}", EXIT_UNAVAILABLE)
             size, root = rpc.decode_latest(answer)
         return {
             "chainId": chain_id,
-            "contract": to_checksum_address(address),
+            "contract": checksum_address(address),
             "size": size,
             "root": "0x" + root.hex(),
         }

@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from eth_utils.address import to_checksum_address
-
 from attestation.bundles.format import BundleAnchor
 from attestation.bundles.report import FAILED, PASSED, Check
 from attestation.chain import rpc
+from attestation.chain.address import checksum_address
 from attestation.chain.errors import ChainError
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ class ChainAnchorReader:
         self._abi = load_artifact()["abi"]
 
     def observe(self, contract: str, log_id: bytes, size: int, tx: bytes) -> ChainObservation:
-        address = to_checksum_address(contract)
+        address = checksum_address(contract)
         try:
             chain_id = int(self.w3.eth.chain_id)
             root = self._root_at(address, log_id, size)
@@ -107,7 +106,7 @@ class ChainAnchorReader:
         for entry in receipt["logs"]:
             topics = entry["topics"]
             if (
-                to_checksum_address(entry["address"]) == address
+                checksum_address(entry["address"]) == address
                 and len(topics) == 4
                 and bytes(topics[0]) == rpc.ANCHORED_TOPIC
             ):
@@ -127,7 +126,7 @@ class JsonRpcAnchorReader:
         self.timeout = timeout
 
     def observe(self, contract: str, log_id: bytes, size: int, tx: bytes) -> ChainObservation:
-        address = to_checksum_address(contract)
+        address = checksum_address(contract)
         try:
             node = rpc.JsonRpc(self.url, timeout=self.timeout)
             chain_id = node.chain_id()

@@ -282,6 +282,8 @@ def test_verify_with_rpc_loads_neither_web3_nor_the_storage_layer(deployed: Depl
         "alembic",
         "eth_account",
         "eth_tester",
+        "eth_typing",  # eth_utils' half-second import chain (attestation/chain/address.py)
+        "eth_utils",
         "fastapi",
         "matplotlib",
         "pandas",
