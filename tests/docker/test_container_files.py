@@ -97,7 +97,11 @@ def test_exactly_one_process_anchors() -> None:
 
 
 def test_no_secret_is_written_into_the_compose_file() -> None:
-    secrets = {"POSTGRES_PASSWORD", "CARBONLEDGER_CHAIN_ANCHORER_KEY"}
+    secrets = {
+        "POSTGRES_PASSWORD",
+        "CARBONLEDGER_CHAIN_ANCHORER_KEY",
+        "CARBONLEDGER_CHAIN_ADMIN_KEY",
+    }
     secrets |= {"CARBONLEDGER_GATEWAY_CLIENT_ID", "CARBONLEDGER_GATEWAY_CLIENT_SECRET"}
     for name, service in compose()["services"].items():
         for variable, value in service.get("environment", {}).items():
@@ -109,6 +113,15 @@ def test_no_secret_is_written_into_the_compose_file() -> None:
         url = service.get("environment", {}).get("CARBONLEDGER_DATABASE_URL", "")
         assert not url or "${POSTGRES_PASSWORD:?" in url, f"{name}: literal database password"
     assert not re.search(r"0x[0-9a-fA-F]{64}", COMPOSE.read_text("utf-8")), "a private key"
+
+
+def test_only_setup_holds_the_contract_admin_key() -> None:
+    holders = [
+        name
+        for name, service in compose()["services"].items()
+        if "CARBONLEDGER_CHAIN_ADMIN_KEY" in service.get("environment", {})
+    ]
+    assert holders == ["setup"]
 
 
 def dockerfile_stages() -> list[tuple[str, str, list[str]]]:

@@ -119,7 +119,9 @@ def test_a_metered_reading_reaches_an_anchored_verified_checkpoint(
     )
     # The compose file's `setup` service.
     verifier_key = json.loads(cli(env, "init", "--json"))["verifierKey"]
-    contract = json.loads(cli(env, "chain", "deploy", "--json"))["contract"]
+    admin = {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_KEYS[1]}
+    contract = json.loads(cli(admin, "chain", "deploy", "--json"))["contract"]
+    cli(admin, "chain", "register-log")
     client = json.loads(
         cli(env, "admin", "create-client", "--org", "Stack Roofs", "--scopes", SCOPES, "--json")
     )
