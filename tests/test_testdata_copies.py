@@ -11,6 +11,7 @@ run is exactly the case the copies exist for.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,20 @@ PACKAGED_FACTORS = REPO / "ledger" / "factors" / "data" / "cn_grid_factors.json"
 FACTORS_MEMBER = "china_grid_co2_factors_kgCO2_per_kWh"
 
 
-def copied_files() -> list[str]:
+VENDORED_HEADING = "## Vendored straight from upstream"
+
+
+def vendored_hashes() -> dict[str, str]:
+    """Folder -> SHA-256 of its one file, for material with no original in shared/testdata."""
+    provenance = (TESTDATA / "PROVENANCE.md").read_text(encoding="utf-8")
+    _, _, section = provenance.partition(VENDORED_HEADING)
+    rows = re.findall(
+        r"^\| `([a-z0-9-]+)/` \| `([^`]+)`.*?\| `([0-9a-f]{64})` \|", section, flags=re.MULTILINE
+    )
+    return {f"{folder}/{name}": digest for folder, name, digest in rows}
+
+
+def all_files() -> list[str]:
     return sorted(
         str(path.relative_to(TESTDATA))
         for path in TESTDATA.rglob("*")
@@ -35,12 +49,29 @@ def copied_files() -> list[str]:
     )
 
 
+def copied_files() -> list[str]:
+    """The files that are copies of an original in shared/testdata."""
+    vendored = {name.split("/", 1)[0] for name in vendored_hashes()}
+    return [name for name in all_files() if name.split("/", 1)[0] not in vendored]
+
+
 def test_every_copied_folder_has_its_provenance() -> None:
     provenance = (TESTDATA / "PROVENANCE.md").read_text(encoding="utf-8")
-    folders = {name.split("/", 1)[0] for name in copied_files()}
+    folders = {name.split("/", 1)[0] for name in all_files()}
     assert folders, "tests/data holds no test material"
     listed = set(re.findall(r"^\| `([a-z0-9-]+)/` \|", provenance, flags=re.MULTILINE))
     assert folders == listed, f"PROVENANCE.md lists {sorted(listed)}; tests/data: {sorted(folders)}"
+
+
+def test_vendored_files_have_their_recorded_hash() -> None:
+    hashes = vendored_hashes()
+    assert hashes, f"PROVENANCE.md has no row under {VENDORED_HEADING!r}"
+    vendored = {name.split("/", 1)[0] for name in hashes}
+    present = {name for name in all_files() if name.split("/", 1)[0] in vendored}
+    assert present == set(hashes), f"vendored folders hold {sorted(present)}, rows {sorted(hashes)}"
+    for name, digest in hashes.items():
+        actual = hashlib.sha256((TESTDATA / name).read_bytes()).hexdigest()
+        assert actual == digest, f"tests/data/{name} is not the upstream file PROVENANCE.md names"
 
 
 def _originals() -> Path:

@@ -460,6 +460,54 @@ def anchor_now_command(
         )
 
 
+@anchor_app.command("run")
+def anchor_run_command(ctx: typer.Context) -> None:
+    """Run the anchoring scheduler in the foreground until SIGINT or SIGTERM.
+
+    The same loop as `serve`'s (connect with backoff, anchor every
+    CARBONLEDGER_ANCHOR_EVERY_ENTRIES entries or CARBONLEDGER_ANCHOR_INTERVAL_SECONDS),
+    for a deployment where the API runs with CARBONLEDGER_ANCHOR_ENABLED=false and one
+    process anchors for all of its workers (docker/compose.yaml). It always anchors: an
+    unset schedule means the defaults of docs/anchoring.md.
+    """
+    import logging
+    import signal
+    import threading
+
+    from attestation.anchoring.scheduler import AnchorService, AnchorSettings
+    from attestation.chain.errors import ChainError
+
+    # The scheduler reports each anchor and each failure through logging.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = api_settings(ctx)
+    anchor_settings = AnchorSettings().model_copy(update={"anchor_enabled": True})
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    with open_registry(settings) as registry:
+        try:
+            service = AnchorService.start(
+                registry.log, settings.data_dir, chain_settings(), anchor_settings
+            )
+        except ChainError as error:
+            fail(f"anchoring cannot start: {error}", EXIT_UNAVAILABLE)
+        assert service is not None  # anchor_enabled=True
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        console = stdout_console()
+        print_headline(console, "Anchoring; SIGINT or SIGTERM stops.", "bold")
+        try:
+            while not stop.wait(1.0):
+                if not service.running:
+                    reason = service.last_error or "unknown"
+                    fail(f"anchoring stopped: {reason}", EXIT_UNAVAILABLE)
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            service.close()
+
+
 @anchor_app.command("status")
 def anchor_status_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Show the newest recorded anchor, what is not anchored yet, and what the chain holds.
