@@ -105,7 +105,13 @@ def test_serve_prints_no_ready_line_when_it_cannot_start(tmp_path: Path) -> None
 def test_make_run_announces_every_step() -> None:
     """`make run`, dry: each step has its line on stderr and pip is not silenced."""
     dry = subprocess.run(
-        ["make", "--no-print-directory", "-n", "run", f"VENV={ROOT / '.venv-dry-run-never-created'}"],
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "run",
+            f"VENV={ROOT / '.venv-dry-run-never-created'}",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -74,7 +74,7 @@ def test_a_real_p256_record_is_accepted_verbatim(registry: Registry) -> None:
         size,
     )
     leaf = parse_entry(registry.log.entry(size))
-    assert leaf["kind"] == "reading.ocmf/1"
+    assert leaf["kind"] == "reading.ocmf/2"
     assert leaf["ocmf"] == item["ocmf"]  # the signed bytes, unchanged
     # The last of the four RD readings (TX E, 17:29:27+02:00), 1.6086276e7 Wh.
     assert leaf["payload"] == {
