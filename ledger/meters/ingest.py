@@ -62,10 +62,16 @@ from typing import Any, Literal
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from ledger.log.canonical import canonical_entry
+from ledger.log.canonical import canonical_entry, parse_entry
 from ledger.log.merkle import leaf_hash
+from ledger.log.models import LogEntry
 from ledger.log.store import Log, LogTransaction, stored_leaf_hashes
-from ledger.meters.entries import OCMF_READING_V2_KIND, READING_V2_KIND, PreviousReading
+from ledger.meters.entries import (
+    EQUIVOCATION_KIND,
+    OCMF_READING_V2_KIND,
+    READING_V2_KIND,
+    PreviousReading,
+)
 from ledger.meters.models import Meter, MeterKey, Reading, ReadingEvidence
 from ledger.meters.ocmf import OcmfError, OcmfRecord, ocmf_mapping, parse_ocmf, verify_ocmf
 from ledger.meters.plausibility import exceeds_capacity
@@ -604,15 +610,55 @@ class _Batch:
                     "received_at": self.received_at,
                 }
             )
+            self.leaves.append(self._equivocation_leaf(item, earlier[1]))
+            evidence_index = self.first_index + len(self.leaves) - 1
             return reject(
                 Reason.EQUIVOCATION,
                 f"seq {payload.seq} was already accepted with a different payload "
-                f"(log index {earlier[1]}); this envelope is kept as evidence",
+                f"(log index {earlier[1]}); both signed readings are kept as evidence "
+                f"(a {EQUIVOCATION_KIND} entry at log index {evidence_index})",
             )
         problem = self._sequence_problem(state, item)
         if problem is not None:
             return reject(*problem)
         return self._accept(state, item, digest)
+
+    def _equivocation_leaf(self, item: _Item, accepted_index: int) -> bytes:
+        """`reading.equivocation/1` (decision 98): both signed readings of the seq, in the log,
+        so the evidence outlives any table the operator could empty."""
+        assert item.key_id is not None
+        offset = accepted_index - self.first_index
+        accepted_leaf = (
+            self.leaves[offset]
+            if offset >= 0
+            else self.session.execute(
+                select(LogEntry.data).where(LogEntry.idx == accepted_index)
+            ).scalar_one()
+        )
+        accepted = parse_entry(accepted_leaf)
+        accepted_reading = (
+            {"ocmf": accepted["ocmf"]}
+            if "ocmf" in accepted
+            else {"payload": accepted["payload"], "alg": accepted["alg"], "sig": accepted["sig"]}
+        )
+        payload = item.reading.payload
+        return canonical_entry(
+            {
+                "kind": EQUIVOCATION_KIND,
+                "meter": payload.meter,
+                "seq": payload.seq,
+                "accepted": {
+                    "index": accepted_index,
+                    "leafHash": leaf_hash(accepted_leaf).hex(),
+                    "keyId": accepted["keyId"],
+                    "reading": accepted_reading,
+                },
+                "keyId": item.key_id,
+                "conflicting": {"ocmf": item.ocmf.text}
+                if item.ocmf is not None
+                else item.reading.to_json(),
+            }
+        )
 
     def _key_problem(self, state: _MeterState, item: _Item) -> tuple[Reason, str] | None:
         """Ownership and the signing key (the revocation check comes after duplicates)."""
@@ -703,7 +749,9 @@ class _Batch:
         if self.leaves:
             indices = tx.extend_canonical(self.leaves)
             # Every accepted row points at its own new leaf; no leaf is counted twice.
-            assert [row["log_index"] for row in self.rows] == list(indices)
+            # (Equivocation entries sit between them: leaves without a reading row.)
+            assert {row["log_index"] for row in self.rows} <= set(indices)
+        if self.rows:
             # Core executemany: the ORM's bulk path costs more than the insert itself here.
             self.session.connection().execute(insert(Reading.metadata.tables["reading"]), self.rows)
             self.session.execute(

@@ -189,9 +189,13 @@ def test_sequence_rules_apply_to_ocmf_records(registry: Registry) -> None:
         ("duplicate", None),
     ]
     after = snapshot(registry)
-    # Nothing new in the log or the reading table; only the equivocation evidence is kept.
-    assert (after.size, after.root, after.readings) == (before.size, before.root, before.readings)
+    # No new reading; the equivocation evidence is kept, in the log as well (decision 98),
+    # with both records verbatim.
+    assert (after.size, after.readings) == (before.size + 1, before.readings)
     assert after.evidence == before.evidence + 1
+    entry = parse_entry(registry.log.entry(before.size))
+    assert entry["kind"] == "reading.equivocation/1"
+    assert set(entry["conflicting"]) == {"ocmf"} and set(entry["accepted"]["reading"]) == {"ocmf"}
 
 
 def test_envelopes_and_ocmf_records_share_one_batch_over_http(

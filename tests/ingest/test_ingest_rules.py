@@ -251,8 +251,18 @@ def test_equivocation_is_refused_and_kept_as_evidence(meter: Fixture) -> None:
 
     assert [(r.status, r.reason) for r in result.items] == [("rejected", Reason.EQUIVOCATION)]
     after = snapshot(meter.registry)
-    assert (after.size, after.root, after.readings) == (before.size, before.root, before.readings)
+    # No reading is added, but the log holds the evidence (issue 11, attack 10: a table the
+    # operator can empty is no evidence): one reading.equivocation/1 with both signed readings.
+    assert (after.size, after.readings) == (before.size + 1, before.readings)
     assert after.evidence == before.evidence + 1
+    entry = parse_entry(meter.registry.log.entry(before.size))
+    assert entry["kind"] == "reading.equivocation/1"
+    assert (entry["meter"], entry["seq"], entry["accepted"]["index"]) == ("pv-1", 3, accepted_index)
+    assert (
+        entry["accepted"]["leafHash"] == leaf_hash(meter.registry.log.entry(accepted_index)).hex()
+    )
+    assert entry["conflicting"] == conflicting
+    assert entry["accepted"]["reading"]["payload"]["seq"] == 3
     evidence, more = list_evidence(meter.registry.database, "pv-1", after_id=None, limit=10)
     assert not more
     assert len(evidence) == 1
