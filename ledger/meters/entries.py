@@ -236,6 +236,14 @@ class ReadingEntry:
         return int(self.payload.time.timestamp())
 
 
+def _record_text(entry: Mapping[str, Any]) -> str:
+    """The verbatim OCMF record (longer than `text` allows; `parse_ocmf` bounds its size)."""
+    value = entry["ocmf"]
+    if not isinstance(value, str):
+        raise EntryFormatError("ocmf must be the record as a string")
+    return value
+
+
 def _previous(entry: Mapping[str, Any]) -> PreviousReading | None:
     value = entry["prev"]
     if value is None:
@@ -272,7 +280,7 @@ def parse_reading(entry: Mapping[str, Any], leaf: bytes | None = None) -> Readin
         kid = text(entry, "keyId")
         try:
             payload = parse_payload(entry["payload"])
-            record = parse_ocmf(text(entry, "ocmf"))
+            record = parse_ocmf(_record_text(entry))
         except (ReadingFormatError, OcmfError) as exc:
             raise EntryFormatError(str(exc)) from exc
         signed = None
@@ -342,7 +350,7 @@ def _signed_reading(value: object, kid: str, what: str) -> ReadingEntry:
     body = require_object(value, what)
     if set(body) == {"ocmf"}:
         try:
-            record = parse_ocmf(text(body, "ocmf"))
+            record = parse_ocmf(_record_text(body))
             mapping = ocmf_mapping(record)
             payload = parse_payload(
                 {
