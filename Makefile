@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install contracts-install contracts-check forge run demo test lint typecheck pytest bench bench-certificates clean
+.PHONY: install contracts-install contracts-check forge anvil run demo test lint typecheck pytest bench bench-certificates clean
 
 # One line on stderr per step, so a first `make run` (a few minutes of installing) is never
 # silent; pip then lists every package it collects, and shows download bars on a terminal.
@@ -40,6 +40,13 @@ contracts-check: contracts-install
 forge: contracts-install
 	cd contracts && npm test
 
+## anvil: a local EVM node for the README's JSON-RPC journey (anvil from the pinned npm
+## package; chain id 31337, ten funded dev accounts whose keys are public: never a real chain).
+ANVIL_PORT ?= 8545
+anvil: contracts-install
+	$(STEP) "starting anvil on http://127.0.0.1:$(ANVIL_PORT) (Ctrl-C stops it; its state is in memory)"
+	contracts/node_modules/.bin/anvil --host 127.0.0.1 --port $(ANVIL_PORT)
+
 ## run: install, initialise the embedded registry (SQLite under ./var) and serve the API;
 ## `serve` prints "carbonledger is ready at http://…" once the socket accepts connections.
 run: install
@@ -63,7 +70,7 @@ typecheck:
 	$(BIN)/mypy
 
 pytest:
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 bench: install
 	$(BIN)/python scripts/bench/log.py

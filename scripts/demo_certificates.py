@@ -23,6 +23,7 @@ root with the project's virtualenv (`make demo` does):
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -347,14 +348,31 @@ def _fill(settings: LedgerSettings, days: int, steps: Steps) -> Demo:
         example = max(issued.issued, key=lambda item: item.volume_wh).certificate_id
         bundle_file = settings.data_dir / "certificate-bundle.json"
         bundle_file.write_bytes(bundle_bytes(build_certificate_bundle(registry, example)))
+        # What the printed commands need, for scripts (the README's journey reads it).
+        (settings.data_dir / "demo.json").write_text(
+            json.dumps(
+                {
+                    "issuer": issuer.did,
+                    "bundle": str(bundle_file),
+                    "certificate": example,
+                    "from": _utc(start),
+                    "to": _utc(end),
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     registry.close()
     return Demo(count, issued.issued_wh, start, end, issuer.did, bundle_file)
 
 
-def _print_next_steps(settings: LedgerSettings, demo: Demo) -> None:
-    def utc(seconds: int) -> str:
-        return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%SZ}"
+def _utc(seconds: int) -> str:
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%SZ}"
 
+
+def _print_next_steps(settings: LedgerSettings, demo: Demo) -> None:
+    utc = _utc
     local = datetime.fromtimestamp(demo.start, settings.zone())
     cli = _command("carbonledger")
     print(

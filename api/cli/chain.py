@@ -7,6 +7,12 @@ without `--rpc` it checks against the embedded chain of a registry directory ins
 (`--data-dir`), for a registry that anchors on its in-process chain.
 
 `anchor status` only reads: on a JSON-RPC chain it needs no signing key.
+
+Contract v2 separates the admin from the anchorer (decisions 69-74): `chain deploy`,
+`chain register-log`, `chain rotate-anchorer` and `chain revoke-anchors` are signed by the
+admin's cold key, CARBONLEDGER_CHAIN_ADMIN_KEY, and never need the anchorer key; the service
+(`serve`, `anchor now`) signs anchors with CARBONLEDGER_CHAIN_ANCHORER_KEY and never needs
+the admin key. On the embedded chain both are built in.
 """
 
 from __future__ import annotations
@@ -43,8 +49,11 @@ from api.cli.common import (
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from eth_account.signers.local import LocalAccount
+
     from attestation.bundles.chain_reader import AnchorReader
     from attestation.bundles.report import VerificationReport
+    from attestation.chain.client import CarbonAnchor, Chain
     from ledger.log.checkpoint import NoteVerifier
 
 chain_app = command_group("The CarbonAnchor contract on the configured chain.")
@@ -54,19 +63,136 @@ anchor_app = command_group("Anchor the log's head on chain and show what is anch
 # ----------------------------------------------------------------------------- chain
 
 
+@contextmanager
+def admin_chain(ctx: typer.Context) -> Iterator[tuple[Chain, LocalAccount, Path]]:
+    """The configured chain with the admin's account: the embedded chain's own admin, or
+    CARBONLEDGER_CHAIN_ADMIN_KEY on CARBONLEDGER_CHAIN_RPC (the anchorer key is not needed)."""
+    from attestation.chain.client import open_rpc_chain
+    from attestation.chain.deployment import embedded_admin
+    from attestation.chain.errors import ChainError
+    from attestation.chain.rpc import unreachable_message
+
+    settings = chain_settings()
+    if settings.chain_rpc is None:
+        with open_chain(ctx) as (chain, data_dir):
+            yield chain, embedded_admin(chain), data_dir
+        return
+    url = checked_rpc_url(settings.chain_rpc, "CARBONLEDGER_CHAIN_RPC")
+    if settings.chain_admin_key is None:
+        fail(
+            "this command is signed by the contract's admin: set CARBONLEDGER_CHAIN_ADMIN_KEY "
+            "(the cold admin key, not the anchorer key)"
+        )
+    try:
+        chain = open_rpc_chain(
+            url, settings.chain_admin_key.get_secret_value(), expected_chain_id=settings.chain_id
+        )
+    except ChainError as error:
+        if isinstance(error.__cause__, OSError):
+            fail(unreachable_message(url, error.__cause__), EXIT_UNAVAILABLE)
+        fail(str(error), EXIT_UNAVAILABLE)
+    try:
+        yield chain, chain.account, api_settings(ctx).data_dir
+    finally:
+        chain.close()
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A contract revert of an admin command is a refusal (exit 1, the named error), not an
+    unavailable chain (exit 3)."""
+    from attestation.chain.client import ContractRevert
+
+    try:
+        yield
+    except ContractRevert as error:
+        raise CliError(str(error), EXIT_CHECK_FAILED) from error
+
+
+def _anchorer_address(chain: Chain, given: str | None) -> str:
+    """--anchorer, else the address of CARBONLEDGER_CHAIN_ANCHORER_KEY, else (embedded) the
+    chain's own first account."""
+    from eth_account import Account
+    from eth_utils.address import is_address, to_checksum_address
+
+    if given is not None:
+        if not is_address(given):
+            fail(f"--anchorer {given!r} is not an address (0x and 40 hex digits)")
+        return to_checksum_address(given)
+    settings = chain_settings()
+    if settings.chain_anchorer_key is not None:
+        return str(Account.from_key(settings.chain_anchorer_key.get_secret_value()).address)
+    if settings.chain_rpc is None:
+        return chain.account.address
+    fail("give --anchorer ADDRESS (or set CARBONLEDGER_CHAIN_ANCHORER_KEY to derive it)")
+
+
+def _log_id(ctx: typer.Context, origin: str | None) -> tuple[str, bytes]:
+    from attestation.chain.client import log_id_for_origin
+
+    if origin is None:
+        with open_registry(api_settings(ctx)) as registry:
+            origin = registry.log.head().origin
+    return origin, log_id_for_origin(origin)
+
+
+def _resolved(chain: Chain, data_dir: Path) -> CarbonAnchor:
+    from attestation.chain.deployment import resolve_contract
+
+    return resolve_contract(chain, chain_settings(), data_dir, deploy_embedded=False)
+
+
+AdminAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--admin",
+        metavar="ADDRESS",
+        help="The contract's admin (default: the address of CARBONLEDGER_CHAIN_ADMIN_KEY). "
+        "With it, the deployment may be paid by the anchorer key.",
+        show_default=False,
+    ),
+]
+OriginOption = Annotated[
+    str | None,
+    typer.Option(
+        "--origin",
+        metavar="ORIGIN",
+        help="The log's checkpoint origin (logId = sha256(origin)); default: this registry's.",
+        show_default=False,
+    ),
+]
+
+
 @chain_app.command("deploy")
-def deploy_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
+def deploy_command(
+    ctx: typer.Context, admin: AdminAddressOption = None, json_output: JsonOption = False
+) -> None:
     """Deploy CarbonAnchor from the committed artifact and record its address.
 
-    The chain is the embedded one under the data directory, or CARBONLEDGER_CHAIN_RPC
-    (signed with CARBONLEDGER_CHAIN_ANCHORER_KEY, which becomes admin and anchorer). The
-    address is recorded in DATA_DIR/chain/contracts.json for `serve` and `anchor`; publish
-    it, since verifiers pin it with `carbonledger verify --contract`.
+    The chain is the embedded one under the data directory, or CARBONLEDGER_CHAIN_RPC. The
+    admin (registers logs, rotates anchorers, revokes) is the cold key
+    CARBONLEDGER_CHAIN_ADMIN_KEY, which signs the deployment, or the address given with
+    --admin (the deployment is then signed by CARBONLEDGER_CHAIN_ANCHORER_KEY). The admin may
+    not be the anchorer. The address is recorded in DATA_DIR/chain/contracts.json for `serve`
+    and `anchor`; publish it, since verifiers pin it with `carbonledger verify --contract`.
+    Then register the log: `carbonledger chain register-log`.
     """
+    from eth_utils.address import is_address, to_checksum_address
+
     from attestation.chain.deployment import deploy_and_record, deployments_path
 
-    with open_chain(ctx) as (chain, data_dir), chain_errors():
-        deployment = deploy_and_record(chain, data_dir)
+    settings = chain_settings()
+    if admin is not None and not is_address(admin):
+        fail(f"--admin {admin!r} is not an address (0x and 40 hex digits)")
+    if settings.chain_rpc is not None and (admin is None or settings.chain_admin_key):
+        opened = admin_chain(ctx)
+    else:
+        opened = _with_admin_of(ctx)
+    with opened as (chain, admin_account, data_dir), chain_errors():
+        admin_address = to_checksum_address(admin) if admin else admin_account.address
+        if admin_address == _anchorer_address_or_none(chain):
+            fail("the admin must not be the anchorer: use a separate, cold key")
+        deployment = deploy_and_record(chain, data_dir, admin=admin_address, signer=chain.account)
         backend = chain.backend.value
     if json_output:
         write_machine(
@@ -74,6 +200,7 @@ def deploy_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
                 {
                     "chainId": deployment.chain_id,
                     "contract": deployment.address,
+                    "admin": admin_address,
                     "tx": deployment.tx,
                     "block": deployment.block,
                     "backend": backend,
@@ -84,10 +211,174 @@ def deploy_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     console = stdout_console()
     print_headline(console, "CarbonAnchor deployed.")
     print_field(console, "contract", deployment.address)
+    print_field(console, "admin", admin_address)
     print_field(console, "chain id", str(deployment.chain_id), backend)
     print_field(console, "transaction", deployment.tx)
     print_field(console, "block", str(deployment.block))
     print_field(console, "recorded in", str(deployments_path(data_dir)))
+
+
+@contextmanager
+def _with_admin_of(ctx: typer.Context) -> Iterator[tuple[Chain, LocalAccount, Path]]:
+    """The service's chain (anchorer key) for a deployment whose admin is given by address."""
+    from attestation.chain.deployment import embedded_admin
+
+    with open_chain(ctx) as (chain, data_dir):
+        if chain.backend.value == "embedded":
+            yield chain, embedded_admin(chain), data_dir
+        else:
+            yield chain, chain.account, data_dir
+
+
+def _anchorer_address_or_none(chain: Chain) -> str | None:
+    from eth_account import Account
+
+    settings = chain_settings()
+    if settings.chain_anchorer_key is not None:
+        return str(Account.from_key(settings.chain_anchorer_key.get_secret_value()).address)
+    return chain.account.address if settings.chain_rpc is None else None
+
+
+@chain_app.command("register-log")
+def register_log_command(
+    ctx: typer.Context,
+    *,
+    anchorer: Annotated[
+        str | None,
+        typer.Option(
+            "--anchorer",
+            metavar="ADDRESS",
+            help="The one account that may anchor this log (default: the address of "
+            "CARBONLEDGER_CHAIN_ANCHORER_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+    max_growth: Annotated[
+        int,
+        typer.Option(
+            "--max-growth",
+            min=1,
+            max=(1 << 32) - 1,
+            metavar="N",
+            help="Most entries one anchor may add (bounds what a stolen anchorer key can claim).",
+        ),
+    ] = 1 << 24,
+    revocation_window: Annotated[
+        int,
+        typer.Option(
+            "--revocation-window",
+            min=0,
+            max=(1 << 32) - 1,
+            metavar="SECONDS",
+            help="How long after an anchor the admin may still revoke it; then it is final.",
+        ),
+    ] = 7 * 24 * 3600,
+    origin: OriginOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Register the log on the contract with its anchorer (admin key; once per log).
+
+    Until it is registered the contract refuses every anchor of the log, the first included.
+    """
+    origin_text, log_id = _log_id(ctx, origin)
+    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors(), _refusals():
+        contract = _resolved(chain, data_dir)
+        who = _anchorer_address(chain, anchorer)
+        sent = contract.register_log(
+            log_id, who, admin=admin, max_growth=max_growth, revocation_window=revocation_window
+        )
+    _print_admin_result(
+        json_output,
+        "Log registered.",
+        {
+            "origin": origin_text,
+            "logId": "0x" + log_id.hex(),
+            "anchorer": who,
+            "maxGrowth": max_growth,
+            "revocationWindowSeconds": revocation_window,
+            "tx": "0x" + sent.tx_hash.hex(),
+            "block": sent.block,
+        },
+    )
+
+
+@chain_app.command("rotate-anchorer")
+def rotate_anchorer_command(
+    ctx: typer.Context,
+    anchorer: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help="The log's new anchorer account.")
+    ],
+    origin: OriginOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make ADDRESS the log's only anchorer (admin key), e.g. after the old key was stolen."""
+    origin_text, log_id = _log_id(ctx, origin)
+    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors(), _refusals():
+        contract = _resolved(chain, data_dir)
+        who = _anchorer_address(chain, anchorer)
+        previous = contract.log_config(log_id).anchorer
+        sent = contract.set_anchorer(log_id, who, admin=admin)
+    _print_admin_result(
+        json_output,
+        "Anchorer rotated.",
+        {
+            "origin": origin_text,
+            "logId": "0x" + log_id.hex(),
+            "previous": previous,
+            "anchorer": who,
+            "tx": "0x" + sent.tx_hash.hex(),
+            "block": sent.block,
+        },
+    )
+
+
+@chain_app.command("revoke-anchors")
+def revoke_anchors_command(
+    ctx: typer.Context,
+    keep_size: Annotated[
+        int,
+        typer.Option(
+            "--keep-size",
+            min=0,
+            metavar="N",
+            help="An anchored size of the log: every newer anchor is revoked.",
+        ),
+    ],
+    origin: OriginOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Revoke the log's anchors above --keep-size (admin key), e.g. a fabricated one sent with
+    a stolen anchorer key. Rotate the anchorer first. Only anchors younger than the log's
+    revocation window can be revoked; revocations stay visible on chain."""
+    origin_text, log_id = _log_id(ctx, origin)
+    with admin_chain(ctx) as (chain, admin, data_dir), chain_errors(), _refusals():
+        contract = _resolved(chain, data_dir)
+        before = contract.log_config(log_id)
+        sent = contract.revoke_anchors_above(log_id, keep_size, admin=admin)
+        after = contract.log_config(log_id)
+    _print_admin_result(
+        json_output,
+        "Anchors revoked.",
+        {
+            "origin": origin_text,
+            "logId": "0x" + log_id.hex(),
+            "previousSize": before.size,
+            "size": after.size,
+            "revoked": after.revoked - before.revoked,
+            "tx": "0x" + sent.tx_hash.hex(),
+            "block": sent.block,
+        },
+    )
+
+
+def _print_admin_result(json_output: bool, headline: str, fields: dict[str, Any]) -> None:
+    if json_output:
+        write_machine(json.dumps(fields))
+        return
+    console = stdout_console()
+    print_headline(console, headline)
+    for name, value in fields.items():
+        print_field(console, name, str(value))
 
 
 # ---------------------------------------------------------------------------- anchor
@@ -232,9 +523,8 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
     settings = chain_settings()
     log_id = log_id_for_origin(origin)
     if settings.backend is ChainBackend.JSON_RPC:
-        from eth_utils.address import to_checksum_address
-
         from attestation.chain import rpc
+        from attestation.chain.address import checksum_address
 
         assert settings.chain_rpc is not None
         with chain_errors():
@@ -248,13 +538,13 @@ def read_chain_head(data_dir: Path, origin: str) -> dict[str, Any]:
                     "`carbonledger chain deploy` or set CARBONLEDGER_CHAIN_CONTRACT",
                     EXIT_UNAVAILABLE,
                 )
-            answer = node.call(to_checksum_address(address), rpc.latest_call(log_id))
+            answer = node.call(checksum_address(address), rpc.latest_call(log_id))
             if not answer:
                 fail(f"there is no CarbonAnchor at {address} on chain {chain_id}", EXIT_UNAVAILABLE)
             size, root = rpc.decode_latest(answer)
         return {
             "chainId": chain_id,
-            "contract": to_checksum_address(address),
+            "contract": checksum_address(address),
             "size": size,
             "root": "0x" + root.hex(),
         }

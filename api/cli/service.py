@@ -41,13 +41,7 @@ def init_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     registry = initialise_registry(settings)
     try:
         token_path = ensure_token_secret(settings)
-        head = registry.log.head()
-        info = LogInfo(
-            origin=head.origin,
-            size=head.size,
-            root_hash=head.root,
-            verifier_key=registry.signer.verifier.encode(),
-        )
+        info = LogInfo.from_registry(registry)
     finally:
         registry.close()
     if json_output:

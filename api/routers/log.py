@@ -21,7 +21,12 @@ from api.problems import (
     VALIDATION_ERROR,
     problem_responses,
 )
-from api.schemas.log import ConsistencyProofBody, InclusionProofBody, LogEntryBody, LogInfo
+from api.schemas.log import (
+    ConsistencyProofBody,
+    InclusionProofBody,
+    LogEntryBody,
+    LogInfo,
+)
 from api.security import SCOPE_LOG_READ
 from ledger.log.canonical import parse_entry
 from ledger.log.merkle import MAX_TREE_SIZE, leaf_hash
@@ -34,15 +39,11 @@ CHECKPOINT_MEDIA_TYPE = "text/plain; charset=utf-8"
 # 64-bit database column (which would be a 500, not a 422).
 
 
-@router.get("", summary="Current size, root hash, origin and checkpoint verifier key")
+@router.get(
+    "", summary="Current size, root hash, origin, checkpoint verifier key and declared issuers"
+)
 def log_info(registry: RegistryDep) -> LogInfo:
-    head = registry.log.head()
-    return LogInfo(
-        origin=head.origin,
-        size=head.size,
-        root_hash=head.root,
-        verifier_key=registry.signer.verifier.encode(),
-    )
+    return LogInfo.from_registry(registry)
 
 
 @router.get(

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     # Types only: the offline `log verify-*` commands parse proofs with these models and
     # must not load the storage layer (SQLAlchemy) to do so.
     from ledger.log.store import ConsistencyProof, InclusionProof
+    from ledger.registry import Registry
 
 
 def _decode_base64(value: Any) -> bytes:
@@ -36,6 +37,11 @@ class _Wire(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
 
+class DeclaredIssuer(_Wire):
+    id: str = Field(description="The issuer's `did:key`, as credentials name it.")
+    log_index: int = Field(alias="logIndex", description="Its `issuer.key/1` declaration.")
+
+
 class LogInfo(_Wire):
     origin: str
     size: int
@@ -43,6 +49,27 @@ class LogInfo(_Wire):
     verifier_key: str = Field(
         alias="verifierKey", description="signed-note verifier key: <name>+<key id>+<base64 key>"
     )
+    issuers: list[DeclaredIssuer] = Field(
+        description="The credential issuers the log declares, oldest first (none until the "
+        "first certificate); a verifier pins one with `carbonledger verify --issuer`."
+    )
+
+    @classmethod
+    def from_registry(cls, registry: Registry) -> LogInfo:
+        """What the operator publishes about its log: `GET /v1/log` and `init --json`."""
+        # Here, not at the top: the offline proof checks parse proofs with this module and
+        # must not load the storage layer (tests/cli/test_cli_structure.py).
+        from ledger.credentials.issuer import declared_issuers  # noqa: PLC0415
+
+        head = registry.log.head()
+        declared = sorted(declared_issuers(registry.log).items(), key=lambda item: item[1])
+        return cls(
+            origin=head.origin,
+            size=head.size,
+            root_hash=head.root,
+            verifier_key=registry.signer.verifier.encode(),
+            issuers=[DeclaredIssuer(id=did, log_index=index) for did, index in declared],
+        )
 
 
 class InclusionProofBody(_Wire):

@@ -5,6 +5,11 @@ for this log, prove locally that the current head extends it, send, wait for the
 confirmations, then record (size, root, tx, block, chain id, contract) in the database.
 The local check comes first so the service never sends a root the contract would reject
 (which would cost gas and, worse, hide a diverged log behind a generic revert).
+
+Contract v2 (decisions 69-74): the log must be registered with this service's key as its
+anchorer, and one anchor may grow the log by at most the log's `maxGrowth` entries, so a
+head further ahead is anchored in steps (each step an intermediate size of the same log).
+Each anchor carries the state-map root after its entries, from `map_root_for`.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from web3.exceptions import TransactionNotFound
 
 from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import (
+    NO_MAP_ROOT,
     AnchorReceipt,
     CarbonAnchor,
     Chain,
     ChainBackend,
     log_id_for_origin,
 )
+from attestation.chain.deployment import LogNotRegisteredError, ensure_log_registered
 from attestation.chain.errors import ChainError
 from ledger.log.merkle import ConsistencyProofError, verify_consistency
 from ledger.log.store import Log
@@ -33,6 +40,27 @@ from ledger.storage.db import Database
 
 class AnchorConflictError(ChainError):
     """The chain holds a root this log does not extend: wrong log, or history was rewritten."""
+
+
+class NotTheAnchorerError(ChainError):
+    """The contract names another account as this log's anchorer (rotated, or wrong key)."""
+
+
+NEEDS_OPERATOR: tuple[type[ChainError], ...] = (
+    AnchorConflictError,
+    NotTheAnchorerError,
+    LogNotRegisteredError,
+)
+"""Failures no retry can fix: anchoring waits for an operator (`anchor now` exits 1)."""
+
+
+def map_root_for(log: Log, size: int) -> bytes:
+    """The state-map root after entries 0..size-1, anchored beside the log root.
+
+    The hook for issue 11 item 2: 32 zero bytes until the state map is bound to the log.
+    """
+    del log, size
+    return NO_MAP_ROOT
 
 
 class ReorganisedError(ChainError):
@@ -78,6 +106,8 @@ def anchor_now(
     poll_interval: float = 1.0,
 ) -> AnchorRecord | None:
     """Anchor the current head; None when the chain already holds it (or the log is empty).
+    Returns the last of the anchors it took (several when the log grew by more than its
+    `maxGrowth` since the last anchor).
 
     The record goes into the log's own database, so it can name only sizes that log has.
 
@@ -87,12 +117,17 @@ def anchor_now(
     """
     if confirmations < 1:
         raise ValueError("confirmations must be at least 1")
-    plan = plan_anchor(log, contract)
-    if plan is None:
-        return None
-    receipt = contract.anchor(plan.log_id, plan.size, plan.root, plan.proof)
-    wait_for_confirmations(contract.chain, receipt, confirmations, timeout, poll_interval)
-    return record_anchor(log, contract, receipt, confirmations)
+    record: AnchorRecord | None = None
+    # More than the log's maxGrowth new entries take several anchors, one per plan.
+    while (plan := plan_anchor(log, contract)) is not None:
+        receipt = contract.anchor(
+            plan.log_id, plan.size, plan.root, plan.proof, map_root=plan.map_root
+        )
+        wait_for_confirmations(contract.chain, receipt, confirmations, timeout, poll_interval)
+        record = record_anchor(log, contract, receipt, confirmations)
+        if plan.size >= plan.head_size:
+            break
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +139,33 @@ class AnchorPlan:
     root: bytes
     proof: tuple[bytes, ...]
     anchored_size: int
+    map_root: bytes = NO_MAP_ROOT
+    head_size: int = 0
+    """The log's size when planned; above `size` when the growth bound splits the anchor."""
 
 
-def plan_anchor(log: Log, contract: CarbonAnchor) -> AnchorPlan | None:
-    """The anchor the chain would accept now; None when it already holds the head.
+def plan_anchor(
+    log: Log, contract: CarbonAnchor, *, anchorer: str | None = None
+) -> AnchorPlan | None:
+    """The anchor the chain would accept now from `anchorer` (default: the chain's account);
+    None when it already holds the head.
 
-    Raises AnchorConflictError when the anchored root is not an ancestor of the local head.
+    Raises AnchorConflictError when the anchored root is not an ancestor of the local head,
+    LogNotRegisteredError or NotTheAnchorerError when the contract would refuse the sender.
     """
     head = log.head()
     log_id = log_id_for_origin(head.origin)
-    anchored = contract.latest(log_id)
     if head.size == 0:
         return None
+    ensure_log_registered(contract, log_id)
+    config = contract.log_config(log_id)
+    sender = anchorer or contract.chain.account.address
+    if config.anchorer != sender:
+        raise NotTheAnchorerError(
+            f"contract {contract.address} names {config.anchorer} as the anchorer of log "
+            f"0x{log_id.hex()}, not {sender}"
+        )
+    anchored = contract.latest(log_id)
     if anchored.size > head.size:
         raise AnchorConflictError(
             f"the chain holds size {anchored.size} for this log, but the log has {head.size}"
@@ -127,22 +177,23 @@ def plan_anchor(log: Log, contract: CarbonAnchor) -> AnchorPlan | None:
                 f"the log's root is 0x{head.root.hex()}"
             )
         return None
+    # At most maxGrowth entries per anchor: the rest goes in the next step(s).
+    size = min(head.size, anchored.size + config.max_growth)
+    root = head.root if size == head.size else log.root_at(size)
     proof: tuple[bytes, ...] = ()
     if anchored.size:
-        consistency = log.consistency_proof(anchored.size, head.size)
+        consistency = log.consistency_proof(anchored.size, size)
         try:
             # Against the chain's root, not the log's own root at that size: this is the
             # exact check the contract will make.
-            verify_consistency(
-                anchored.size, head.size, consistency.hashes, anchored.root, head.root
-            )
+            verify_consistency(anchored.size, size, consistency.hashes, anchored.root, root)
         except ConsistencyProofError as exc:
             raise AnchorConflictError(
                 f"the log does not extend the anchored (size {anchored.size}, root "
                 f"0x{anchored.root.hex()}): {exc}"
             ) from exc
         proof = consistency.hashes
-    return AnchorPlan(log_id, head.size, head.root, proof, anchored.size)
+    return AnchorPlan(log_id, size, root, proof, anchored.size, map_root_for(log, size), head.size)
 
 
 def record_anchor(

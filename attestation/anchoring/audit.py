@@ -7,6 +7,10 @@ checks for each that `Log.root_at(size)` equals the chain's root, that the chain
 size does not exceed the log's size, and that the chain's latest root is the log's root at
 that size. Any web3 connection works: the embedded chain's or a JSON-RPC node's. Nothing is
 sent; only reads.
+
+An anchor the contract's admin revoked (`AnchorRevoked`, contract v2) is no longer the
+chain's claim: it is counted (`revokedAnchors`) and not compared, unless the size was
+anchored again later.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from web3 import Web3
 from attestation.anchoring.records import ChainAnchor
 from attestation.chain.client import load_artifact, log_id_for_origin, revert_data
 from attestation.chain.errors import ChainError
+from attestation.chain.rpc import ANCHORED_TOPIC
 from ledger.audit.replay import Violation
 from ledger.log.store import Log
 
-ANCHORED_TOPIC = keccak(text="Anchored(bytes32,uint64,bytes32,uint64,address)")
+REVOKED_TOPIC = keccak(text="AnchorRevoked(bytes32,uint64,bytes32,uint64)")
 MAX_BLOCKS_PER_QUERY = 10_000
 """`eth_getLogs` window: public endpoints refuse wide ranges, so the scan walks in steps."""
 MAX_ANCHORS = 1_000_000
@@ -45,6 +50,7 @@ class AnchorAudit:
     log_size: int
     latest_size: int = 0
     anchors_checked: int = 0
+    revoked_anchors: int = 0
     violations: list[Violation] = field(default_factory=list)
 
     @property
@@ -60,6 +66,7 @@ class AnchorAudit:
             "logSize": self.log_size,
             "latestSize": self.latest_size,
             "anchorsChecked": self.anchors_checked,
+            "revokedAnchors": self.revoked_anchors,
             "violations": [
                 {"index": item.index, "rule": item.rule, "message": item.message}
                 for item in self.violations
@@ -69,9 +76,11 @@ class AnchorAudit:
 
 def _anchored_events(
     w3: Web3, address: ChecksumAddress, log_id: bytes, from_block: int
-) -> dict[int, bytes]:
-    """size → root from every `Anchored` event of the contract for this log."""
+) -> tuple[dict[int, bytes], int]:
+    """size → root from every `Anchored` event of the contract for this log, without the
+    anchors revoked since (`AnchorRevoked`), and how many were revoked."""
     found: dict[int, bytes] = {}
+    revoked = 0
     latest_block = int(w3.eth.block_number)
     for first in range(from_block, latest_block + 1, MAX_BLOCKS_PER_QUERY):
         last = min(first + MAX_BLOCKS_PER_QUERY - 1, latest_block)
@@ -80,18 +89,25 @@ def _anchored_events(
                 "address": address,
                 "fromBlock": first,
                 "toBlock": last,
-                "topics": ["0x" + ANCHORED_TOPIC.hex(), "0x" + log_id.hex()],
+                "topics": [
+                    ["0x" + ANCHORED_TOPIC.hex(), "0x" + REVOKED_TOPIC.hex()],
+                    "0x" + log_id.hex(),
+                ],
             }
         )
+        # Nodes return logs in chain order, so a revocation follows the anchor it revokes.
         for entry in entries:
             topics = entry["topics"]
-            if len(topics) != 4 or bytes(topics[0]) != ANCHORED_TOPIC:
-                continue
-            size = int.from_bytes(bytes(topics[2]), "big")
-            found[size] = bytes(entry["data"])[:32]
+            kind = bytes(topics[0]) if topics else b""
+            if kind == ANCHORED_TOPIC and len(topics) == 4:
+                size = int.from_bytes(bytes(topics[2]), "big")
+                found[size] = bytes(entry["data"])[:32]
+            elif kind == REVOKED_TOPIC and len(topics) == 3:
+                found.pop(int.from_bytes(bytes(topics[2]), "big"), None)
+                revoked += 1
             if len(found) > MAX_ANCHORS:
                 raise ChainUnavailableError(f"more than {MAX_ANCHORS} anchors for one log")
-    return found
+    return found, revoked
 
 
 def _root_at(contract: Any, log_id: bytes, size: int) -> bytes | None:
@@ -100,7 +116,7 @@ def _root_at(contract: Any, log_id: bytes, size: int) -> bytes | None:
     except Exception as error:
         if revert_data(error) is None:
             raise
-        return None  # UnknownAnchor: the chain holds no root at that size
+        return None  # UnknownAnchor or AnchorRevokedAt: no valid root at that size
 
 
 def recorded_sizes(log: Log, contract: str, log_id: bytes) -> list[int]:
@@ -141,7 +157,7 @@ def audit_anchors(
             raise ChainUnavailableError(f"there is no contract at {address} on chain {chain_id}")
         contract = w3.eth.contract(address=address, abi=load_artifact()["abi"])
         latest_size, latest_root = contract.functions.latest(log_id).call()
-        anchors = _anchored_events(w3, address, log_id, from_block)
+        anchors, revoked = _anchored_events(w3, address, log_id, from_block)
         missing: list[int] = []
         for recorded in recorded_sizes(log, address, log_id):
             if recorded not in anchors:
@@ -154,7 +170,9 @@ def audit_anchors(
         raise
     except Exception as error:  # web3, requests and eth-tester raise many types for "down"
         raise ChainUnavailableError(f"the chain could not be read: {error}") from error
-    audit = AnchorAudit(chain_id, address, log_id, size, latest_size=int(latest_size))
+    audit = AnchorAudit(
+        chain_id, address, log_id, size, latest_size=int(latest_size), revoked_anchors=revoked
+    )
     for recorded in missing:
         audit.violations.append(
             Violation(

@@ -48,7 +48,7 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import TxParams
 
 from attestation.anchoring.anchor import (
-    AnchorConflictError,
+    NEEDS_OPERATOR,
     AnchorPlan,
     AnchorRecord,
     ReorganisedError,
@@ -275,7 +275,7 @@ class AnchorScheduler:
                 )
                 self._next_attempt = self._monotonic() + delay
                 # A conflict is not transient: it needs an operator, so it is logged loudly.
-                level = logging.ERROR if isinstance(exc, AnchorConflictError) else logging.WARNING
+                level = logging.ERROR if isinstance(exc, NEEDS_OPERATOR) else logging.WARNING
                 logger.log(level, "anchoring failed (retry in %.1fs): %s", delay, exc)
                 outcome = StepOutcome(
                     StepResult.FAILED,
@@ -283,7 +283,7 @@ class AnchorScheduler:
                     retry_in=delay,
                     dropped_records=dropped,
                     replacements=self._replacements,
-                    conflict=isinstance(exc, AnchorConflictError),
+                    conflict=isinstance(exc, NEEDS_OPERATOR),
                 )
             else:
                 self._failures = 0
@@ -396,7 +396,7 @@ class AnchorScheduler:
     def _anchor_rpc(self) -> AnchorRecord | None:
         flight = self._in_flight
         if flight is None:
-            plan = plan_anchor(self.log, self.contract)
+            plan = plan_anchor(self.log, self.contract, anchorer=self.signer.address)
             if plan is None:
                 return None
             flight = self._send_new(plan)
@@ -408,6 +408,7 @@ class AnchorScheduler:
             bytes(mined["transactionHash"]),
             int(mined["blockNumber"]),
             int(mined["gasUsed"]),
+            flight.plan.map_root,
         )
         if mined["status"] != 1:
             self._in_flight = None
@@ -434,8 +435,8 @@ class AnchorScheduler:
         return record
 
     def _send_new(self, plan: AnchorPlan) -> _InFlight:
-        function = self.contract.contract.functions.anchor(
-            plan.log_id, plan.size, plan.root, list(plan.proof)
+        function = self.contract.anchor_function(
+            plan.log_id, plan.size, plan.root, plan.map_root, plan.proof
         )
         try:
             # Estimates gas, so a root the contract refuses fails here and costs nothing.

@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from eth_utils.address import to_checksum_address
 from sqlalchemy import select
 
 from attestation.anchoring.records import ChainAnchor
@@ -23,6 +22,7 @@ from attestation.bundles.format import (
     BundleKey,
     ProofBundle,
 )
+from attestation.chain.address import checksum_address
 from ledger.log.checkpoint import MAX_NOTE_BYTES, NoteSigner
 from ledger.log.store import EntryNotFoundError, Log, LogError
 from ledger.meters.entries import METER_KEY_KIND, READING_KINDS
@@ -82,7 +82,7 @@ def _latest_anchor(
     if chain_id is not None:
         query = query.where(ChainAnchor.chain_id == chain_id)
     if contract is not None:
-        query = query.where(ChainAnchor.contract == to_checksum_address(contract))
+        query = query.where(ChainAnchor.contract == checksum_address(contract))
     query = query.order_by(ChainAnchor.size.desc(), ChainAnchor.id.desc()).limit(1)
     with log.database.read() as session:
         row = session.scalars(query).first()
@@ -195,7 +195,7 @@ def build_bundle(
         checkpoint=_checkpoint_note(log, signer, anchor.size),
         anchor=BundleAnchor(
             chain_id=anchor.chain_id,
-            contract=to_checksum_address(anchor.contract),
+            contract=checksum_address(anchor.contract),
             log_id="0x" + anchor.log_id.hex(),
             size=anchor.size,
             root="0x" + anchor.root.hex(),

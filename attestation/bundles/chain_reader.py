@@ -1,6 +1,6 @@
 """The verifier's one look at the chain: does the contract hold the bundle's anchor?
 
-An `AnchorReader` asks three read-only questions (chain id, `rootAt`, the transaction's
+An `AnchorReader` asks three read-only questions (chain id, `anchorAt`, the transaction's
 receipt): `JsonRpcAnchorReader` of a JSON-RPC node with the standard library
 (`attestation.chain.rpc`), `ChainAnchorReader` of a web3 connection (the embedded chain's).
 web3 is imported only by the latter's methods: importing it takes a second, more than the
@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from eth_utils.address import to_checksum_address
-
 from attestation.bundles.format import BundleAnchor
 from attestation.bundles.report import FAILED, PASSED, Check
 from attestation.chain import rpc
+from attestation.chain.address import checksum_address
 from attestation.chain.errors import ChainError
 
 if TYPE_CHECKING:
@@ -34,11 +33,16 @@ class ChainObservation:
 
     chain_id: int
     root: bytes | None
-    """`rootAt(logId, size)` on the named contract; None when it holds no root there."""
+    """`anchorAt(logId, size)`'s log root on the named contract; None when it holds no
+    valid root there."""
     tx_block: int | None
     """Block of the named transaction's successful receipt; None when there is none."""
     tx_anchors: tuple[tuple[bytes, int, bytes], ...]
     """(logId, size, root) of every `Anchored` event the contract emitted in that transaction."""
+    map_root: bytes | None = None
+    """The state-map root anchored beside `root` (contract v2); None with `root`."""
+    revoked: bool = False
+    """The contract's admin revoked the anchor at that size (`AnchorRevokedAt`)."""
 
 
 class AnchorReader(Protocol):
@@ -63,33 +67,44 @@ class ChainAnchorReader:
         self._abi = load_artifact()["abi"]
 
     def observe(self, contract: str, log_id: bytes, size: int, tx: bytes) -> ChainObservation:
-        address = to_checksum_address(contract)
+        address = checksum_address(contract)
         try:
             chain_id = int(self.w3.eth.chain_id)
-            root = self._root_at(address, log_id, size)
+            anchored, revoked = self._anchor_at(address, log_id, size)
             tx_block, anchors = self._transaction(address, tx)
         except AnchorReaderError:
             raise
         except Exception as exc:  # web3, requests and eth-tester raise many types for "down"
             raise AnchorReaderError(f"the chain could not be read: {exc}") from exc
-        return ChainObservation(chain_id, root, tx_block, anchors)
+        return ChainObservation(
+            chain_id,
+            anchored.root if anchored else None,
+            tx_block,
+            anchors,
+            anchored.map_root if anchored else None,
+            revoked,
+        )
 
-    def _root_at(self, address: str, log_id: bytes, size: int) -> bytes | None:
+    def _anchor_at(
+        self, address: str, log_id: bytes, size: int
+    ) -> tuple[rpc.AnchorAt | None, bool]:
         from web3.exceptions import BadFunctionCallOutput  # noqa: PLC0415
 
         from attestation.chain.client import revert_data  # noqa: PLC0415
 
         contract = self.w3.eth.contract(address=address, abi=self._abi)  # type: ignore[call-overload]
         try:
-            return bytes(contract.functions.rootAt(log_id, size).call())
+            root, map_root, previous, anchored_at = contract.functions.anchorAt(log_id, size).call()
         except BadFunctionCallOutput:
-            return None  # no contract code at that address: it holds nothing
+            return None, False  # no contract code at that address: it holds nothing
         except Exception as exc:
             data = revert_data(exc)
             if data is None:
                 raise
-            # Any revert (UnknownAnchor, or a contract without rootAt) means "no such root".
-            return None
+            # Any revert (UnknownAnchor, AnchorRevokedAt, or a contract without anchorAt)
+            # means "no such root"; a revocation is named.
+            return None, data[:4] == rpc.ANCHOR_REVOKED_SELECTOR
+        return rpc.AnchorAt(bytes(root), bytes(map_root), int(previous), int(anchored_at)), False
 
     def _transaction(
         self, address: str, tx: bytes
@@ -107,7 +122,7 @@ class ChainAnchorReader:
         for entry in receipt["logs"]:
             topics = entry["topics"]
             if (
-                to_checksum_address(entry["address"]) == address
+                checksum_address(entry["address"]) == address
                 and len(topics) == 4
                 and bytes(topics[0]) == rpc.ANCHORED_TOPIC
             ):
@@ -127,21 +142,24 @@ class JsonRpcAnchorReader:
         self.timeout = timeout
 
     def observe(self, contract: str, log_id: bytes, size: int, tx: bytes) -> ChainObservation:
-        address = to_checksum_address(contract)
+        address = checksum_address(contract)
         try:
             node = rpc.JsonRpc(self.url, timeout=self.timeout)
             chain_id = node.chain_id()
-            answer = node.call(address, rpc.root_at_call(log_id, size))
-            # A revert (UnknownAnchor, or a contract without rootAt) and an empty answer
-            # (no code at that address) both mean: it holds no such root.
-            root = None if answer is None else rpc.decode_root(answer)
+            answer, reverted = node.call_or_revert(address, rpc.anchor_at_call(log_id, size))
+            # A revert (UnknownAnchor, AnchorRevokedAt, or a contract without anchorAt) and
+            # an empty answer (no code at that address) both mean: it holds no such root.
+            anchored = None if answer is None else rpc.decode_anchor_at(answer)
             receipt = node.receipt(tx)
         except ChainError as exc:
             raise AnchorReaderError(f"the chain could not be read: {exc}") from exc
+        root = anchored.root if anchored else None
+        map_root = anchored.map_root if anchored else None
+        revoked = reverted is not None and reverted[:4] == rpc.ANCHOR_REVOKED_SELECTOR
         if receipt is None or receipt.status != 1:
-            return ChainObservation(chain_id, root, None, ())
+            return ChainObservation(chain_id, root, None, (), map_root, revoked)
         return ChainObservation(
-            chain_id, root, receipt.block, rpc.anchored_events(receipt, address)
+            chain_id, root, receipt.block, rpc.anchored_events(receipt, address), map_root, revoked
         )
 
 
@@ -155,6 +173,11 @@ def chain_check(anchor: BundleAnchor, observed: ChainObservation) -> Check:
     claim = (anchor.log_id_bytes, size, root)
     if observed.chain_id != anchor.chain_id:
         problem = f"the chain read has id {observed.chain_id}; the bundle names {anchor.chain_id}"
+    elif observed.revoked:
+        problem = (
+            f"contract {anchor.contract} revoked its anchor at size {size} for this logId "
+            "(AnchorRevokedAt): the admin withdrew it, e.g. after a stolen anchorer key"
+        )
     elif observed.root is None:
         problem = f"contract {anchor.contract} holds no root at size {size} for this logId"
     elif observed.root != root:

@@ -40,9 +40,9 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
-from eth_utils.address import to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from attestation.chain.address import checksum_address
 from ledger import strict_json
 from ledger.log.canonical import MAX_CANONICAL_BYTES
 from ledger.log.merkle import HASH_SIZE, MAX_TREE_SIZE
@@ -115,7 +115,7 @@ def _canonical_base64(max_bytes: int, exact: int | None = None) -> AfterValidato
 
 
 def _checksummed(text: str) -> str:
-    if to_checksum_address(text) != text:
+    if checksum_address(text) != text:
         raise ValueError("contract address must be EIP-55 checksummed")
     return text
 

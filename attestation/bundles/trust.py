@@ -29,8 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from eth_utils.address import is_checksum_address, to_checksum_address
-
+from attestation.chain.address import checksum_address, is_checksum_address
 from ledger import strict_json
 from ledger.credentials.data_integrity import CredentialError, public_key_from_did_key
 from ledger.log.checkpoint import CheckpointError, NoteVerifier
@@ -128,7 +127,7 @@ def parse_contract(value: object, source: Source, where: str) -> Pinned:
     if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
         raise TrustError(f"{where}: a contract address is 0x and 40 hex digits")
     try:
-        checksummed = to_checksum_address(value)
+        checksummed = checksum_address(value)
     except ValueError as exc:
         raise TrustError(f"{where}: {exc}") from None
     if value != value.lower() and not is_checksum_address(value):

@@ -39,8 +39,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from eth_utils.address import to_checksum_address
-
 from attestation.bundles.chain_reader import AnchorReader, AnchorReaderError, chain_check
 from attestation.bundles.format import (
     BUNDLE_FORMAT,
@@ -66,6 +64,7 @@ from attestation.bundles.report import (
     VerificationReport,
 )
 from attestation.certificates.check import CERTIFICATES
+from attestation.chain.address import checksum_address
 from attestation.meters.check import METERS, keys_check, proven_keys
 from ledger.log.canonical import CanonicalizationError, canonical_json
 from ledger.log.checkpoint import CheckpointError, NoteVerifier, open_checkpoint
@@ -275,7 +274,7 @@ def verify_bundle(
     pinned = None
     if trusted_contract is not None:
         try:
-            pinned = to_checksum_address(trusted_contract)
+            pinned = checksum_address(trusted_contract)
         except ValueError as exc:
             raise UnusableInputError(f"trusted contract {trusted_contract!r}: {exc}") from exc
 

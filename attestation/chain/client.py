@@ -56,8 +56,14 @@ ARTIFACT_PATH = (
 )
 """The committed build output (ABI, bytecode); Python needs no Node at run time."""
 
-ANCHORER_ROLE = keccak(text="ANCHORER_ROLE")
 HASH_SIZE = 32
+NO_MAP_ROOT = bytes(HASH_SIZE)
+"""The map root anchored until the state map is bound to the log (issue 11 item 2)."""
+DEFAULT_MAX_GROWTH = 1 << 24
+"""Entries one anchor may add to a log (set per log at registration; a uint32 on chain)."""
+DEFAULT_REVOCATION_WINDOW = 7 * 24 * 3600
+"""Seconds during which the admin may revoke a log's anchor (decision 71)."""
+MAX_UINT32 = (1 << 32) - 1
 MAX_UINT64 = (1 << 64) - 1
 JOURNAL_NAME = "embedded-chain.jsonl"
 # A revert carries a 4-byte selector; Error(string) and Panic(uint256) are the compiler's own.
@@ -87,6 +93,11 @@ class ChainSettings(BaseSettings):
     )
     chain_anchorer_key: SecretStr | None = Field(
         default=None, description="Hex private key that signs anchor transactions (JSON-RPC)."
+    )
+    chain_admin_key: SecretStr | None = Field(
+        default=None,
+        description="Hex private key of the contract's admin (JSON-RPC): a cold key, used only "
+        "by `carbonledger chain deploy|register-log|rotate-anchorer|revoke-anchors`.",
     )
 
     @property
@@ -473,12 +484,41 @@ class AnchorReceipt:
     tx_hash: bytes
     block: int
     gas_used: int
+    map_root: bytes = NO_MAP_ROOT
 
 
 @dataclass(frozen=True, slots=True)
 class AnchoredHead:
     size: int
     root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """`logConfig(logId)`: who anchors the log, its limits, its latest size, its revocations."""
+
+    anchorer: str | None
+    """Checksummed address; None when the log is not registered."""
+    max_growth: int
+    revocation_window: int
+    size: int
+    revoked: int
+
+    @property
+    def registered(self) -> bool:
+        return self.max_growth != 0
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorEntry:
+    """`anchorAt(logId, size)`: the record the contract keeps for one anchored size."""
+
+    size: int
+    root: bytes
+    map_root: bytes
+    previous_size: int
+    anchored_at: int
+    """Block timestamp (seconds since the epoch)."""
 
 
 def _require_bytes32(value: bytes, what: str) -> bytes:
@@ -493,12 +533,23 @@ def _require_uint64(value: int, what: str) -> int:
     return value
 
 
+def _require_uint32(value: int, what: str) -> int:
+    if not 0 <= value <= MAX_UINT32:
+        raise ValueError(f"{what} {value} does not fit uint32")
+    return value
+
+
 def _proof(proof: Sequence[bytes]) -> list[bytes]:
     return [_require_bytes32(item, f"proof hash {i}") for i, item in enumerate(proof)]
 
 
 class CarbonAnchor:
-    """One deployed CarbonAnchor contract on one chain."""
+    """One deployed CarbonAnchor (v2) contract on one chain.
+
+    Anchors are signed by the chain's default account unless a `signer` is given; the
+    admin's calls (`register_log`, `set_anchorer`, `revoke_anchors_above`) take the admin
+    account explicitly, since it is a separate, cold key (decision 70).
+    """
 
     def __init__(self, chain: Chain, address: str) -> None:
         self.chain = chain
@@ -509,20 +560,63 @@ class CarbonAnchor:
 
     @classmethod
     def deploy(
-        cls, chain: Chain, *, admin: str | None = None, anchorer: str | None = None
+        cls, chain: Chain, *, admin: str, signer: LocalAccount | None = None
     ) -> tuple[CarbonAnchor, SentTransaction]:
-        """Deploy from the committed artifact; admin and anchorer default to the signer."""
+        """Deploy from the committed artifact with `admin` as its admin (paid by `signer`)."""
         artifact = load_artifact()
         factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        admin = admin or chain.account.address
-        anchorer = anchorer or chain.account.address
+        signer = signer or chain.account
         with _decoded_reverts():
-            tx = factory.constructor(admin, anchorer).build_transaction(
-                {"from": chain.account.address}
+            tx = factory.constructor(to_checksum_address(admin)).build_transaction(
+                {"from": signer.address}
             )
-        sent = chain.send(dict(tx))
+        sent = chain.send(dict(tx), signer)
         assert sent.contract_address is not None, "a creation receipt names the contract"
         return cls(chain, sent.contract_address), sent
+
+    def _transact(self, function: Any, signer: LocalAccount) -> SentTransaction:
+        with _decoded_reverts():
+            tx = function.build_transaction({"from": signer.address})
+        return self.chain.send(dict(tx), signer)
+
+    # ------------------------------------------------------------ the admin's
+
+    def register_log(
+        self,
+        log_id: bytes,
+        anchorer: str,
+        *,
+        admin: LocalAccount,
+        max_growth: int = DEFAULT_MAX_GROWTH,
+        revocation_window: int = DEFAULT_REVOCATION_WINDOW,
+    ) -> SentTransaction:
+        function = self.contract.functions.registerLog(
+            _require_bytes32(log_id, "log id"),
+            to_checksum_address(anchorer),
+            _require_uint32(max_growth, "max growth"),
+            _require_uint32(revocation_window, "revocation window"),
+        )
+        return self._transact(function, admin)
+
+    def set_anchorer(self, log_id: bytes, anchorer: str, *, admin: LocalAccount) -> SentTransaction:
+        function = self.contract.functions.setAnchorer(
+            _require_bytes32(log_id, "log id"), to_checksum_address(anchorer)
+        )
+        return self._transact(function, admin)
+
+    def revoke_anchors_above(
+        self, log_id: bytes, keep_size: int, *, admin: LocalAccount
+    ) -> SentTransaction:
+        function = self.contract.functions.revokeAnchorsAbove(
+            _require_bytes32(log_id, "log id"), _require_uint64(keep_size, "size")
+        )
+        return self._transact(function, admin)
+
+    def is_admin(self, address: str) -> bool:
+        role = self.contract.functions.DEFAULT_ADMIN_ROLE().call()
+        return bool(self.contract.functions.hasRole(role, to_checksum_address(address)).call())
+
+    # --------------------------------------------------------- the anchorer's
 
     def anchor(
         self,
@@ -531,31 +625,57 @@ class CarbonAnchor:
         root: bytes,
         proof: Sequence[bytes],
         *,
+        map_root: bytes = NO_MAP_ROOT,
         signer: LocalAccount | None = None,
         preflight: bool = True,
     ) -> AnchorReceipt:
-        """Anchor (size, root) for `log_id`; raises ContractRevert naming the failed check.
+        """Anchor (size, root, map root) for `log_id`; raises ContractRevert naming the
+        failed check.
 
         With `preflight` (the default) the gas estimate runs the call first, so a rejected
         anchor never costs a transaction. Without it a fixed gas limit is used and the
         transaction is mined even if it reverts (tests use this to see an on-chain revert).
         """
         signer = signer or self.chain.account
-        function = self.contract.functions.anchor(
-            _require_bytes32(log_id, "log id"),
-            _require_uint64(size, "size"),
-            _require_bytes32(root, "root"),
-            _proof(proof),
-        )
+        function = self.anchor_function(log_id, size, root, map_root, proof)
         params: dict[str, Any] = {"from": signer.address}
         if not preflight:
             # Above the worst case measured by the forge gas test (≤ 200k by DESIGN §8).
             params["gas"] = 500_000
         with _decoded_reverts():
-            tx = function.build_transaction(params)  # type: ignore[arg-type]
+            tx = function.build_transaction(params)
         sent = self.chain.send(dict(tx), signer)
         return AnchorReceipt(
-            bytes(log_id), size, bytes(root), sent.tx_hash, sent.block, sent.gas_used
+            bytes(log_id), size, bytes(root), sent.tx_hash, sent.block, sent.gas_used, map_root
+        )
+
+    def anchor_function(
+        self, log_id: bytes, size: int, root: bytes, map_root: bytes, proof: Sequence[bytes]
+    ) -> Any:
+        """The contract call `anchor(...)`, arguments checked (for callers that send it
+        themselves, like the scheduler)."""
+        return self.contract.functions.anchor(
+            _require_bytes32(log_id, "log id"),
+            _require_uint64(size, "size"),
+            _require_bytes32(root, "root"),
+            _require_bytes32(map_root, "map root"),
+            _proof(proof),
+        )
+
+    # ------------------------------------------------------------------ views
+
+    def log_config(self, log_id: bytes) -> LogConfig:
+        with _decoded_reverts():
+            anchorer, max_growth, window, size, revoked = self.contract.functions.logConfig(
+                _require_bytes32(log_id, "log id")
+            ).call()
+        registered = int(max_growth) != 0
+        return LogConfig(
+            to_checksum_address(anchorer) if registered else None,
+            int(max_growth),
+            int(window),
+            int(size),
+            int(revoked),
         )
 
     def latest(self, log_id: bytes) -> AnchoredHead:
@@ -563,6 +683,14 @@ class CarbonAnchor:
         with _decoded_reverts():
             size, root = self.contract.functions.latest(_require_bytes32(log_id, "log id")).call()
         return AnchoredHead(int(size), bytes(root))
+
+    def anchor_at(self, log_id: bytes, size: int) -> AnchorEntry:
+        """The anchor at exactly `size`; ContractRevert UnknownAnchor or AnchorRevokedAt."""
+        with _decoded_reverts():
+            root, map_root, previous, anchored_at = self.contract.functions.anchorAt(
+                _require_bytes32(log_id, "log id"), _require_uint64(size, "size")
+            ).call()
+        return AnchorEntry(size, bytes(root), bytes(map_root), int(previous), int(anchored_at))
 
     def root_at(self, log_id: bytes, size: int) -> bytes:
         with _decoded_reverts():
@@ -608,18 +736,6 @@ class CarbonAnchor:
                 _proof(proof),
             ).call()
         return bytes(root)
-
-    def is_anchorer(self, address: str) -> bool:
-        return bool(
-            self.contract.functions.hasRole(ANCHORER_ROLE, to_checksum_address(address)).call()
-        )
-
-    def grant_anchorer(self, address: str) -> SentTransaction:
-        with _decoded_reverts():
-            tx = self.contract.functions.grantRole(
-                ANCHORER_ROLE, to_checksum_address(address)
-            ).build_transaction({"from": self.chain.account.address})
-        return self.chain.send(dict(tx))
 
 
 def log_id_for_origin(origin: str) -> bytes:

@@ -6,6 +6,12 @@ keyed by chain id, so later commands and `serve` find it without configuration.
 contract is deployed on first use (its deployment is journaled like every transaction,
 so it has the same address after a restart); on a JSON-RPC chain it never is implicitly,
 since that spends real fees and the address must be published to verifiers.
+
+Contract v2 has an admin separate from the anchorer (decision 70). On a JSON-RPC chain the
+admin is the cold key `CARBONLEDGER_CHAIN_ADMIN_KEY` (or an address given to `chain deploy
+--admin`), and a log is registered only by `carbonledger chain register-log`. The embedded
+chain proves nothing to an outsider anyway (its keys are eth-tester's well-known ones), so
+there its second account is the admin and the registry's log is registered on first use.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from attestation.chain.client import CarbonAnchor, Chain, ChainBackend, ChainSettings
@@ -67,8 +74,45 @@ def record_deployment(data_dir: Path, deployment: Deployment) -> Path:
     return path
 
 
-def deploy_and_record(chain: Chain, data_dir: Path) -> Deployment:
-    contract, sent = CarbonAnchor.deploy(chain)
+class LogNotRegisteredError(ChainError):
+    """The contract has no registration for this log, so it would refuse every anchor."""
+
+
+def embedded_admin(chain: Chain) -> LocalAccount:
+    """The embedded chain's admin: eth-tester's second account (the first one anchors)."""
+    if chain.backend is not ChainBackend.EMBEDDED:
+        raise ChainError("only the embedded chain has a built-in admin account")
+    return chain.accounts[1]
+
+
+def ensure_log_registered(contract: CarbonAnchor, log_id: bytes) -> None:
+    """Raise LogNotRegisteredError unless the log is registered; on the embedded chain,
+    register it (its admin is built in) for the chain's default account."""
+    if contract.log_config(log_id).registered:
+        return
+    if contract.chain.backend is ChainBackend.EMBEDDED:
+        admin = embedded_admin(contract.chain)
+        contract.register_log(log_id, contract.chain.account.address, admin=admin)
+        return
+    raise LogNotRegisteredError(
+        f"log 0x{log_id.hex()} is not registered on contract {contract.address}: run "
+        "`carbonledger chain register-log` with CARBONLEDGER_CHAIN_ADMIN_KEY"
+    )
+
+
+def deploy_and_record(
+    chain: Chain, data_dir: Path, *, admin: str | None = None, signer: LocalAccount | None = None
+) -> Deployment:
+    """Deploy, then record the address. `admin` defaults to the embedded chain's own admin;
+    on a JSON-RPC chain it must be given (the address of the cold admin key)."""
+    if admin is None:
+        if chain.backend is not ChainBackend.EMBEDDED:
+            raise ChainError(
+                "deploying on a JSON-RPC chain needs the admin: set CARBONLEDGER_CHAIN_ADMIN_KEY "
+                "or give --admin ADDRESS"
+            )
+        admin = embedded_admin(chain).address
+    contract, sent = CarbonAnchor.deploy(chain, admin=admin, signer=signer)
     deployment = Deployment(
         chain_id=chain.chain_id,
         address=contract.address,

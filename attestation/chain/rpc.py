@@ -1,7 +1,7 @@
 """Read-only JSON-RPC with the standard library, and what to say when a node cannot be asked.
 
 The offline verifier's chain lookup is three read-only requests (`eth_chainId`, an
-`eth_call` of `rootAt`, a transaction receipt); `carbonledger anchor status` is one more
+`eth_call` of `anchorAt`, a transaction receipt); `carbonledger anchor status` is one more
 call (`latest`). Through web3 those requests would first cost a second of imports, more than
 the verifier's whole budget; here they cost the requests. Writing (deploying, anchoring)
 stays with web3 in `attestation.chain.client`.
@@ -39,8 +39,14 @@ ROOT_AT_SELECTOR = bytes.fromhex("930b6ace")
 """rootAt(bytes32 logId, uint64 size) returns (bytes32)"""
 LATEST_SELECTOR = bytes.fromhex("79feb107")
 """latest(bytes32 logId) returns (uint64 size, bytes32 root)"""
-ANCHORED_TOPIC = bytes.fromhex("2b0df2f5385eb6b912d5d42b57b00d4dad87ac5f45f6a91959523bc3789ff44d")
-"""Anchored(bytes32 indexed logId, uint64 indexed size, bytes32 root, uint64, address indexed)"""
+ANCHOR_AT_SELECTOR = bytes.fromhex("8c0d6778")
+"""anchorAt(bytes32 logId, uint64 size) returns (bytes32 root, bytes32 mapRoot, uint64
+previousSize, uint40 anchoredAt)"""
+ANCHOR_REVOKED_SELECTOR = bytes.fromhex("55240d41")
+"""error AnchorRevokedAt(bytes32 logId, uint64 size): the admin revoked that anchor."""
+ANCHORED_TOPIC = bytes.fromhex("2c9b53c33b2a4162fb6d90ea53a8859fa83ceaba009cb752a0a4c38a3167e48f")
+"""Anchored(bytes32 indexed logId, uint64 indexed size, bytes32 root, bytes32 mapRoot,
+uint64 previousSize, address indexed anchorer)"""
 WORD = 32
 
 
@@ -183,13 +189,19 @@ class JsonRpc:
 
     def call(self, to: str, data: bytes) -> bytes | None:
         """`eth_call` at the latest block: the return data, or None when the call reverted."""
+        answer, _ = self.call_or_revert(to, data)
+        return answer
+
+    def call_or_revert(self, to: str, data: bytes) -> tuple[bytes | None, bytes | None]:
+        """`eth_call` at the latest block: (return data, None), or (None, revert data) when
+        it reverted (revert data b"" when the node sent none)."""
         try:
             result = self.request("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])
         except RpcErrorAnswer as exc:
             if _is_revert(exc):
-                return None
+                return None, _revert_bytes(exc.data)
             raise
-        return _data(result, "eth_call")
+        return _data(result, "eth_call"), None
 
     def receipt(self, tx: bytes) -> Receipt | None:
         """The transaction's receipt; None when the chain does not know the transaction."""
@@ -251,6 +263,17 @@ def _log(entry: object) -> EventLog:
     return EventLog(address.lower(), topics, _data(entry.get("data"), "log data"))
 
 
+def _revert_bytes(data: object) -> bytes:
+    if isinstance(data, Mapping):  # some nodes nest it: {"data": "0x…"}
+        data = data.get("data")
+    if isinstance(data, str) and data.startswith("0x"):
+        try:
+            return bytes.fromhex(data[2:])
+        except ValueError:
+            return b""
+    return b""
+
+
 def _is_revert(error: RpcErrorAnswer) -> bool:
     # Geth and anvil answer a reverted eth_call with code 3 ("execution reverted", revert
     # data in `data`); other nodes use -32000 and say so in the message.
@@ -263,6 +286,34 @@ def _is_revert(error: RpcErrorAnswer) -> bool:
 def root_at_call(log_id: bytes, size: int) -> bytes:
     assert len(log_id) == WORD and 0 <= size < 1 << 64
     return ROOT_AT_SELECTOR + log_id + size.to_bytes(WORD, "big")
+
+
+def anchor_at_call(log_id: bytes, size: int) -> bytes:
+    assert len(log_id) == WORD and 0 <= size < 1 << 64
+    return ANCHOR_AT_SELECTOR + log_id + size.to_bytes(WORD, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorAt:
+    """`anchorAt`'s answer: the contract's record of one anchored size."""
+
+    root: bytes
+    map_root: bytes
+    previous_size: int
+    anchored_at: int
+
+
+def decode_anchor_at(data: bytes) -> AnchorAt | None:
+    """`anchorAt`'s four words; None for an empty answer (no contract code at the address)."""
+    if not data:
+        return None
+    if len(data) != 4 * WORD:
+        raise RpcUnavailableError(f"anchorAt answered {len(data)} bytes, not four words")
+    previous = int.from_bytes(data[2 * WORD : 3 * WORD], "big")
+    anchored_at = int.from_bytes(data[3 * WORD :], "big")
+    if previous >= 1 << 64 or anchored_at >= 1 << 40:
+        raise RpcUnavailableError("anchorAt answered values out of their uint64/uint40 range")
+    return AnchorAt(data[:WORD], data[WORD : 2 * WORD], previous, anchored_at)
 
 
 def latest_call(log_id: bytes) -> bytes:
@@ -297,7 +348,7 @@ def anchored_events(receipt: Receipt, contract: str) -> tuple[tuple[bytes, int, 
             entry.address == contract.lower()
             and len(entry.topics) == 4
             and entry.topics[0] == ANCHORED_TOPIC
-            and len(entry.data) >= WORD
+            and len(entry.data) >= 2 * WORD
         ):
             found.append(
                 (entry.topics[1], int.from_bytes(entry.topics[2], "big"), entry.data[:WORD])

@@ -16,8 +16,27 @@ abstract contract AnchorFixture is Test {
     bytes32 internal constant LOG = keccak256("carbonledger/test-log");
     bytes32 internal constant OTHER_LOG = keccak256("carbonledger/other-log");
 
+    uint32 internal constant WINDOW = 7 days;
+    mapping(address contractAddress => mapping(bytes32 logId => bool)) internal _registeredHere;
+
     function setUp() public virtual {
-        anchorC = new CarbonAnchor(admin, anchorer);
+        anchorC = new CarbonAnchor(admin);
+        _ensureRegistered(LOG);
+        _ensureRegistered(OTHER_LOG);
+    }
+
+    /// The map root the tests anchor beside the log root at `size` (any non-zero value).
+    function _mapRoot(uint256 size) internal pure returns (bytes32) {
+        return keccak256(abi.encode("map", size));
+    }
+
+    /// Registers `logId` for `anchorer` with the widest growth bound, unless it is registered.
+    /// (Tracked here, not asked of the contract: an extra call would consume vm.expectRevert.)
+    function _ensureRegistered(bytes32 logId) internal {
+        if (_registeredHere[address(anchorC)][logId]) return;
+        _registeredHere[address(anchorC)][logId] = true;
+        vm.prank(admin);
+        anchorC.registerLog(logId, anchorer, type(uint32).max, WINDOW);
     }
 
     function _none() internal pure returns (bytes32[] memory) {
@@ -25,8 +44,9 @@ abstract contract AnchorFixture is Test {
     }
 
     function _anchor(bytes32 logId, uint256 size, bytes32 root, bytes32[] memory proof) internal {
+        _ensureRegistered(logId);
         vm.prank(anchorer);
-        anchorC.anchor(logId, uint64(size), root, proof);
+        anchorC.anchor(logId, uint64(size), root, _mapRoot(size), proof);
     }
 
     /// Anchors the first `m` leaves of `h`, then the first `n`, with the reference proof.
@@ -66,8 +86,9 @@ abstract contract AnchorFixture is Test {
 
     /// The anchor call reverts with OldRootMismatch or NewRootMismatch.
     function _assertAnchorRootMismatch(bytes32 logId, uint256 size, bytes32 root, bytes32[] memory proof) internal {
+        _ensureRegistered(logId);
         vm.prank(anchorer);
-        try anchorC.anchor(logId, uint64(size), root, proof) {
+        try anchorC.anchor(logId, uint64(size), root, _mapRoot(size), proof) {
             revert("anchor accepted a root that does not extend the anchored one");
         } catch (bytes memory err) {
             bytes4 sel = _selector(err);
@@ -98,60 +119,14 @@ abstract contract AnchorFixture is Test {
 contract CarbonAnchorTest is AnchorFixture {
     // ------------------------------------------------------------------ roles
 
-    function test_Constructor_GrantsRoles() public view {
+    function test_Constructor_GrantsAdminOnly() public view {
         assertTrue(anchorC.hasRole(anchorC.DEFAULT_ADMIN_ROLE(), admin));
-        assertTrue(anchorC.hasRole(anchorC.ANCHORER_ROLE(), anchorer));
-        assertFalse(anchorC.hasRole(anchorC.ANCHORER_ROLE(), admin));
-        assertEq(anchorC.ANCHORER_ROLE(), keccak256("ANCHORER_ROLE"));
+        assertFalse(anchorC.hasRole(anchorC.DEFAULT_ADMIN_ROLE(), anchorer));
     }
 
     function test_Constructor_RejectsZeroAdmin() public {
         vm.expectRevert(CarbonAnchor.ZeroAdmin.selector);
-        new CarbonAnchor(address(0), anchorer);
-    }
-
-    function test_Constructor_ZeroAnchorerGrantsNoRole() public {
-        CarbonAnchor c = new CarbonAnchor(admin, address(0));
-        assertFalse(c.hasRole(c.ANCHORER_ROLE(), address(0)));
-    }
-
-    function test_Rejects_CallerWithoutRole() public {
-        bytes32 role = anchorC.ANCHORER_ROLE();
-        vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, role)
-        );
-        vm.prank(stranger);
-        anchorC.anchor(LOG, 1, keccak256("root"), _none());
-
-        // The admin manages roles but is not an anchorer itself.
-        vm.expectRevert(abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, admin, role));
-        vm.prank(admin);
-        anchorC.anchor(LOG, 1, keccak256("root"), _none());
-    }
-
-    function test_Roles_GrantAndRevoke() public {
-        bytes32 role = anchorC.ANCHORER_ROLE();
-        vm.prank(admin);
-        anchorC.grantRole(role, stranger);
-        vm.prank(stranger);
-        anchorC.anchor(LOG, 1, keccak256("root"), _none());
-
-        vm.prank(admin);
-        anchorC.revokeRole(role, stranger);
-        vm.expectRevert(
-            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, stranger, role)
-        );
-        vm.prank(stranger);
-        anchorC.anchor(OTHER_LOG, 1, keccak256("root"), _none());
-
-        // Only the admin can grant.
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                IAccessControl.AccessControlUnauthorizedAccount.selector, anchorer, anchorC.DEFAULT_ADMIN_ROLE()
-            )
-        );
-        vm.prank(anchorer);
-        anchorC.grantRole(role, stranger);
+        new CarbonAnchor(address(0));
     }
 
     // ------------------------------------------------------------- first anchor
@@ -164,7 +139,7 @@ contract CarbonAnchorTest is AnchorFixture {
         assertEq(root0, bytes32(0));
 
         vm.expectEmit(true, true, true, true, address(anchorC));
-        emit CarbonAnchor.Anchored(LOG, 5, root, 0, anchorer);
+        emit CarbonAnchor.Anchored(LOG, 5, root, _mapRoot(5), 0, anchorer);
         _anchor(LOG, 5, root, _none());
 
         (uint64 size, bytes32 latestRoot) = anchorC.latest(LOG);
@@ -204,7 +179,7 @@ contract CarbonAnchorTest is AnchorFixture {
             bytes32 root = RefMerkle.root(h, n);
             bytes32[] memory proof = previous == 0 ? _none() : RefMerkle.consistencyProof(h, previous, n);
             vm.expectEmit(true, true, true, true, address(anchorC));
-            emit CarbonAnchor.Anchored(LOG, uint64(n), root, uint64(previous), anchorer);
+            emit CarbonAnchor.Anchored(LOG, uint64(n), root, _mapRoot(n), uint64(previous), anchorer);
             _anchor(LOG, n, root, proof);
             (uint64 size, bytes32 latestRoot) = anchorC.latest(LOG);
             assertEq(size, n);
@@ -578,7 +553,7 @@ contract CarbonAnchorTest is AnchorFixture {
     }
 
     function testFuzz_NonGrowingRejected(uint64 first, uint64 second) public {
-        first = uint64(bound(first, 1, type(uint64).max));
+        first = uint64(bound(first, 1, type(uint32).max));
         second = uint64(bound(second, 0, first));
         _anchor(LOG, first, keccak256("root"), _none());
         vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.SizeNotGrowing.selector, first, second));
@@ -607,7 +582,7 @@ contract CarbonAnchorArtifactTest is AnchorFixture {
 
     function test_Artifact_DeploysAndAnchors() public {
         string memory json = vm.readFile(ARTIFACT);
-        bytes memory initCode = abi.encodePacked(vm.parseJsonBytes(json, ".bytecode"), abi.encode(admin, anchorer));
+        bytes memory initCode = abi.encodePacked(vm.parseJsonBytes(json, ".bytecode"), abi.encode(admin));
         address deployed;
         assembly {
             deployed := create(0, add(initCode, 0x20), mload(initCode))
@@ -615,6 +590,7 @@ contract CarbonAnchorArtifactTest is AnchorFixture {
         assertTrue(deployed != address(0), "artifact bytecode failed to deploy");
         assertEq(deployed.code, vm.parseJsonBytes(json, ".deployedBytecode"));
         anchorC = CarbonAnchor(deployed);
+        _ensureRegistered(LOG);
         bytes32[] memory h = RefMerkle.leaves(48, 9);
         _anchorGrowth(LOG, h, 17, 40);
         assertTrue(anchorC.verifyInclusion(LOG, 40, h[33], 33, RefMerkle.inclusionProof(h, 33, 40)));
@@ -622,5 +598,300 @@ contract CarbonAnchorArtifactTest is AnchorFixture {
         forged[20] = keccak256("rewritten");
         _assertAnchorRootMismatch(LOG, 48, RefMerkle.root(forged, 48), RefMerkle.consistencyProof(h, 40, 48));
         _anchor(LOG, 48, RefMerkle.root(h, 48), RefMerkle.consistencyProof(h, 40, 48));
+    }
+}
+
+/// v2: logs registered by the admin, one anchorer per log, bounded growth, revocation.
+contract CarbonAnchorV2Test is AnchorFixture {
+    bytes32 internal constant BOUNDED = keccak256("carbonledger/bounded-log");
+    uint32 internal constant MAX_GROWTH = 1 << 24;
+    address internal thief = makeAddr("thief");
+    address internal newAnchorer = makeAddr("new anchorer");
+
+    function setUp() public override {
+        super.setUp();
+        vm.prank(admin);
+        anchorC.registerLog(BOUNDED, anchorer, MAX_GROWTH, WINDOW);
+        _registeredHere[address(anchorC)][BOUNDED] = true;
+    }
+
+    function _anchorAs(address who, bytes32 logId, uint256 size, bytes32 root, bytes32[] memory proof) internal {
+        vm.prank(who);
+        anchorC.anchor(logId, uint64(size), root, _mapRoot(size), proof);
+    }
+
+    function _unauthorized(address account) internal view returns (bytes memory) {
+        return abi.encodeWithSelector(
+            IAccessControl.AccessControlUnauthorizedAccount.selector, account, anchorC.DEFAULT_ADMIN_ROLE()
+        );
+    }
+
+    // ------------------------------------------------------------- registration
+
+    function test_Register_SetsConfigAndEmits() public {
+        bytes32 logId = keccak256("fresh");
+        vm.expectEmit(true, true, true, true, address(anchorC));
+        emit CarbonAnchor.LogRegistered(logId, anchorer, 1000, 3600);
+        vm.prank(admin);
+        anchorC.registerLog(logId, anchorer, 1000, 3600);
+        (address who, uint32 maxGrowth, uint32 window, uint64 size, uint32 revoked) = anchorC.logConfig(logId);
+        assertEq(who, anchorer);
+        assertEq(maxGrowth, 1000);
+        assertEq(window, 3600);
+        assertEq(size, 0);
+        assertEq(revoked, 0);
+        (who, maxGrowth,,,) = anchorC.logConfig(keccak256("never registered"));
+        assertEq(who, address(0));
+        assertEq(maxGrowth, 0);
+    }
+
+    function test_Register_Rejections() public {
+        vm.startPrank(admin);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.LogAlreadyRegistered.selector, BOUNDED));
+        anchorC.registerLog(BOUNDED, newAnchorer, 1, WINDOW);
+        vm.expectRevert(CarbonAnchor.ZeroMaxGrowth.selector);
+        anchorC.registerLog(keccak256("x"), anchorer, 0, WINDOW);
+        vm.expectRevert(CarbonAnchor.ZeroAnchorer.selector);
+        anchorC.registerLog(keccak256("x"), address(0), 1, WINDOW);
+        // Admin and anchorer keys are separate.
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorerIsAdmin.selector, admin));
+        anchorC.registerLog(keccak256("x"), admin, 1, WINDOW);
+        vm.stopPrank();
+    }
+
+    /// The first anchor is not free: nobody, not even the admin, anchors an unregistered log.
+    function test_Attack_UnregisteredLogCannotBeAnchored() public {
+        bytes32 logId = keccak256("carbonledger/forked-log");
+        address[3] memory callers = [anchorer, admin, stranger];
+        for (uint256 i; i < callers.length; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.LogNotRegistered.selector, logId));
+            _anchorAs(callers[i], logId, 5, keccak256("forked root"), _none());
+        }
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.LogNotRegistered.selector, logId));
+        vm.prank(admin);
+        anchorC.setAnchorer(logId, anchorer);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.LogNotRegistered.selector, logId));
+        vm.prank(admin);
+        anchorC.revokeAnchorsAbove(logId, 0);
+    }
+
+    function test_OnlyTheLogsAnchorerAnchors() public {
+        vm.prank(admin);
+        anchorC.registerLog(keccak256("theirs"), newAnchorer, MAX_GROWTH, WINDOW);
+        // The anchorer of one log cannot anchor another; the admin cannot anchor at all.
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.NotAnchorer.selector, keccak256("theirs"), anchorer));
+        _anchorAs(anchorer, keccak256("theirs"), 1, keccak256("r"), _none());
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.NotAnchorer.selector, BOUNDED, admin));
+        _anchorAs(admin, BOUNDED, 1, keccak256("r"), _none());
+        _anchorAs(newAnchorer, keccak256("theirs"), 1, keccak256("r"), _none());
+    }
+
+    // ----------------------------------------------------------------- rotation
+
+    function test_Rotation() public {
+        bytes32[] memory h = RefMerkle.leaves(9, 4);
+        _anchorAs(anchorer, BOUNDED, 4, RefMerkle.root(h, 4), _none());
+        vm.expectEmit(true, true, true, true, address(anchorC));
+        emit CarbonAnchor.AnchorerChanged(BOUNDED, anchorer, newAnchorer);
+        vm.prank(admin);
+        anchorC.setAnchorer(BOUNDED, newAnchorer);
+        bytes32 root9 = RefMerkle.root(h, 9); // (before expectRevert: sha256 is a call)
+        bytes32[] memory proof = RefMerkle.consistencyProof(h, 4, 9);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.NotAnchorer.selector, BOUNDED, anchorer));
+        _anchorAs(anchorer, BOUNDED, 9, root9, proof);
+        _anchorAs(newAnchorer, BOUNDED, 9, root9, proof);
+        vm.startPrank(admin);
+        vm.expectRevert(CarbonAnchor.ZeroAnchorer.selector);
+        anchorC.setAnchorer(BOUNDED, address(0));
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorerIsAdmin.selector, admin));
+        anchorC.setAnchorer(BOUNDED, admin);
+        vm.stopPrank();
+    }
+
+    /// A thief of an anchorer key cannot rotate it, register logs, revoke, or make itself admin.
+    function test_Attack_AnchorerKeyCannotAdminister() public {
+        vm.startPrank(anchorer);
+        bytes memory denied = _unauthorized(anchorer);
+        vm.expectRevert(denied);
+        anchorC.setAnchorer(BOUNDED, thief);
+        vm.expectRevert(denied);
+        anchorC.registerLog(keccak256("thief's log"), anchorer, type(uint32).max, WINDOW);
+        vm.expectRevert(denied);
+        anchorC.revokeAnchorsAbove(BOUNDED, 0);
+        bytes32 adminRole = anchorC.DEFAULT_ADMIN_ROLE();
+        vm.expectRevert(denied);
+        anchorC.grantRole(adminRole, anchorer);
+        vm.stopPrank();
+        (address who,,,,) = anchorC.logConfig(BOUNDED);
+        assertEq(who, anchorer);
+        assertFalse(anchorC.hasRole(adminRole, anchorer));
+    }
+
+    /// Even the admin cannot make a current anchorer an admin; a retired one it can.
+    function test_AnchorerNeverHoldsAdmin() public {
+        bytes32 adminRole = anchorC.DEFAULT_ADMIN_ROLE();
+        vm.startPrank(admin);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorerIsAdmin.selector, anchorer));
+        anchorC.grantRole(adminRole, anchorer);
+        // anchorer serves LOG, OTHER_LOG and BOUNDED: retire it from all three.
+        anchorC.setAnchorer(LOG, newAnchorer);
+        anchorC.setAnchorer(OTHER_LOG, newAnchorer);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorerIsAdmin.selector, anchorer));
+        anchorC.grantRole(adminRole, anchorer);
+        anchorC.setAnchorer(BOUNDED, newAnchorer);
+        anchorC.grantRole(adminRole, anchorer);
+        vm.stopPrank();
+        assertTrue(anchorC.hasRole(adminRole, anchorer));
+    }
+
+    // ------------------------------------------------------------------- growth
+
+    function test_Growth_Bounded() public {
+        bytes32 r = keccak256("r");
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.GrowthAboveLimit.selector, 0, MAX_GROWTH + 1, MAX_GROWTH));
+        _anchorAs(anchorer, BOUNDED, uint256(MAX_GROWTH) + 1, r, _none());
+        _anchorAs(anchorer, BOUNDED, MAX_GROWTH, r, _none()); // exactly the bound: accepted
+        (, uint32 maxGrowth,, uint64 size,) = anchorC.logConfig(BOUNDED);
+        assertEq(size, maxGrowth);
+    }
+
+    /// Issue 11 attack 9: a thief of the anchorer key anchors a fabricated size 2^62 with a
+    /// made-up proof; the contract refuses it by the growth bound before any proof check.
+    /// What it can still anchor (a fabricated extension within the bound) the admin revokes
+    /// after rotating the key, and the honest log anchors again.
+    function test_Attack_StolenAnchorerKey() public {
+        bytes32[] memory h = RefMerkle.leaves(12, 5);
+        _anchorAs(anchorer, BOUNDED, 5, RefMerkle.root(h, 5), _none());
+
+        bytes32[] memory fabricated = new bytes32[](62);
+        for (uint256 i; i < fabricated.length; ++i) {
+            fabricated[i] = keccak256(abi.encode("fabricated", i));
+        }
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.GrowthAboveLimit.selector, 5, uint64(1) << 62, MAX_GROWTH));
+        _anchorAs(anchorer, BOUNDED, uint256(1) << 62, keccak256("fake root"), fabricated);
+
+        // Within the bound the thief can anchor a fabricated extension of the anchored tree ...
+        bytes32[] memory fake = _copy(h);
+        fake[7] = keccak256("fabricated entry");
+        _anchorAs(anchorer, BOUNDED, 9, RefMerkle.root(fake, 9), RefMerkle.consistencyProof(fake, 5, 9));
+        // ... and the honest log no longer extends the chain.
+        _assertAnchorRootMismatch(BOUNDED, 12, RefMerkle.root(h, 12), RefMerkle.consistencyProof(h, 9, 12));
+
+        // Recovery by the cold admin key: rotate, revoke the fabricated anchor, anchor again.
+        vm.startPrank(admin);
+        anchorC.setAnchorer(BOUNDED, newAnchorer);
+        vm.expectEmit(true, true, true, true, address(anchorC));
+        emit CarbonAnchor.AnchorRevoked(BOUNDED, 9, RefMerkle.root(fake, 9), 5);
+        anchorC.revokeAnchorsAbove(BOUNDED, 5);
+        vm.stopPrank();
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorRevokedAt.selector, BOUNDED, uint64(9)));
+        anchorC.rootAt(BOUNDED, 9);
+        (uint64 size, bytes32 root) = anchorC.latest(BOUNDED);
+        assertEq(size, 5);
+        assertEq(root, RefMerkle.root(h, 5));
+        _anchorAs(newAnchorer, BOUNDED, 12, RefMerkle.root(h, 12), RefMerkle.consistencyProof(h, 5, 12));
+        (,,,, uint32 revoked) = anchorC.logConfig(BOUNDED);
+        assertEq(revoked, 1);
+    }
+
+    // --------------------------------------------------------------- revocation
+
+    function test_Revoke_SeveralDownToAnAnchoredSize() public {
+        bytes32[] memory h = RefMerkle.leaves(20, 6);
+        uint8[4] memory sizes = [uint8(3), 8, 13, 20];
+        uint256 previous;
+        for (uint256 i; i < sizes.length; ++i) {
+            bytes32[] memory proof = previous == 0 ? _none() : RefMerkle.consistencyProof(h, previous, sizes[i]);
+            _anchorAs(anchorer, BOUNDED, sizes[i], RefMerkle.root(h, sizes[i]), proof);
+            previous = sizes[i];
+        }
+        vm.startPrank(admin);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.NothingToRevoke.selector, BOUNDED, 20, 20));
+        anchorC.revokeAnchorsAbove(BOUNDED, 20);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.NotAnAnchoredSize.selector, BOUNDED, 10));
+        anchorC.revokeAnchorsAbove(BOUNDED, 10);
+        anchorC.revokeAnchorsAbove(BOUNDED, 8);
+        vm.stopPrank();
+        assertEq(anchorC.rootAt(BOUNDED, 8), RefMerkle.root(h, 8));
+        assertEq(anchorC.rootAt(BOUNDED, 3), RefMerkle.root(h, 3));
+        for (uint256 i = 2; i < 4; ++i) {
+            vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorRevokedAt.selector, BOUNDED, uint64(sizes[i])));
+            anchorC.rootAt(BOUNDED, sizes[i]);
+        }
+        // The same honest root at a revoked size is anchored again and valid again.
+        _anchorAs(anchorer, BOUNDED, 20, RefMerkle.root(h, 20), RefMerkle.consistencyProof(h, 8, 20));
+        (bytes32 root, bytes32 mapRoot, uint64 previousSize, uint40 anchoredAt) = anchorC.anchorAt(BOUNDED, 20);
+        assertEq(root, RefMerkle.root(h, 20));
+        assertEq(mapRoot, _mapRoot(20));
+        assertEq(previousSize, 8);
+        assertEq(anchoredAt, block.timestamp);
+        (,,,, uint32 revoked) = anchorC.logConfig(BOUNDED);
+        assertEq(revoked, 2);
+        // Revoking everything makes the next anchor a first anchor again.
+        vm.prank(admin);
+        anchorC.revokeAnchorsAbove(BOUNDED, 0);
+        (uint64 size, bytes32 latestRoot) = anchorC.latest(BOUNDED);
+        assertEq(size, 0);
+        assertEq(latestRoot, bytes32(0));
+        _anchorAs(anchorer, BOUNDED, 2, RefMerkle.root(h, 2), _none());
+    }
+
+    /// Anchors older than the log's revocation window are final, even for the admin.
+    function test_Revoke_OnlyWithinTheWindow() public {
+        bytes32[] memory h = RefMerkle.leaves(9, 7);
+        _anchorAs(anchorer, BOUNDED, 4, RefMerkle.root(h, 4), _none());
+        uint256 first = block.timestamp;
+        vm.warp(first + WINDOW + 1);
+        _anchorAs(anchorer, BOUNDED, 9, RefMerkle.root(h, 9), RefMerkle.consistencyProof(h, 4, 9));
+        vm.startPrank(admin);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.AnchorFinal.selector, BOUNDED, 4, uint40(first)));
+        anchorC.revokeAnchorsAbove(BOUNDED, 0);
+        vm.warp(first + 2 * WINDOW + 2);
+        vm.expectRevert(
+            abi.encodeWithSelector(CarbonAnchor.AnchorFinal.selector, BOUNDED, 9, uint40(first + WINDOW + 1))
+        );
+        anchorC.revokeAnchorsAbove(BOUNDED, 4);
+        vm.warp(first + 2 * WINDOW + 1);
+        anchorC.revokeAnchorsAbove(BOUNDED, 4); // exactly at the end of the window: still allowed
+        vm.stopPrank();
+    }
+
+    // --------------------------------------------------------------------- fuzz
+
+    /// Any registered bound: growth up to it is accepted, one more is refused, from any size.
+    function testFuzz_GrowthBound(uint32 maxGrowth, uint64 start, uint64 growth) public {
+        maxGrowth = uint32(bound(maxGrowth, 1, type(uint32).max));
+        bytes32 logId = keccak256(abi.encode("fuzz", maxGrowth));
+        vm.prank(admin);
+        anchorC.registerLog(logId, anchorer, maxGrowth, WINDOW);
+        start = uint64(bound(start, 1, maxGrowth));
+        _anchorAs(anchorer, logId, start, keccak256("r1"), _none());
+        growth = uint64(bound(growth, 1, type(uint64).max - start));
+        bytes32 r2 = keccak256("r2");
+        if (growth > maxGrowth) {
+            vm.expectRevert(
+                abi.encodeWithSelector(CarbonAnchor.GrowthAboveLimit.selector, start, start + growth, maxGrowth)
+            );
+        } else {
+            // Within the bound the proof is checked (and this one is wrong).
+            vm.expectRevert();
+        }
+        _anchorAs(anchorer, logId, start + growth, r2, new bytes32[](1));
+    }
+
+    /// Only the log's anchorer anchors; only the admin registers, rotates and revokes.
+    function testFuzz_Roles(address caller) public {
+        vm.assume(caller != anchorer && caller != admin);
+        vm.expectRevert(abi.encodeWithSelector(CarbonAnchor.NotAnchorer.selector, BOUNDED, caller));
+        _anchorAs(caller, BOUNDED, 1, keccak256("r"), _none());
+        bytes memory denied = _unauthorized(caller);
+        vm.startPrank(caller);
+        vm.expectRevert(denied);
+        anchorC.registerLog(keccak256(abi.encode(caller)), caller, 1, WINDOW);
+        vm.expectRevert(denied);
+        anchorC.setAnchorer(BOUNDED, caller);
+        vm.expectRevert(denied);
+        anchorC.revokeAnchorsAbove(BOUNDED, 0);
+        vm.stopPrank();
     }
 }

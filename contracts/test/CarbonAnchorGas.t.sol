@@ -84,7 +84,7 @@ contract CarbonAnchorGasTest is Test {
     uint256 internal logCount;
 
     function setUp() public {
-        anchorC = new CarbonAnchor(address(this), anchorer);
+        anchorC = new CarbonAnchor(address(this));
         bytes32[64] memory perfect = UniformTree.perfect(sha256(abi.encodePacked(bytes1(0x00), "reading")));
         p = perfect;
     }
@@ -110,12 +110,40 @@ contract CarbonAnchorGasTest is Test {
         }
     }
 
+    /// A fresh log, registered for `anchorer` with the widest growth bound.
+    function _newLog() internal returns (bytes32 logId) {
+        logId = bytes32(++logCount);
+        anchorC.registerLog(logId, anchorer, type(uint32).max, 7 days);
+    }
+
+    /// A non-zero map root (the worst case: its slot goes from zero to non-zero).
+    function _mapRoot(uint256 n) internal pure returns (bytes32) {
+        return keccak256(abi.encode("map", n));
+    }
+
+    /// Puts the log at size m with root `root` as if it had been anchored there step by step
+    /// (a first anchor may not exceed the growth bound, and 2^32 steps are too many to run).
+    /// Slots from `forge inspect src/CarbonAnchor.sol:CarbonAnchor storageLayout`: _logs is
+    /// mapping 1, _anchors mapping 3; the result is checked through the contract's views.
+    function _seed(bytes32 logId, uint256 m, bytes32 root) internal {
+        bytes32 logSlot = keccak256(abi.encode(logId, uint256(1)));
+        uint256 state = uint256(uint160(anchorer)) | (m << 160) | (uint256(type(uint32).max) << 224);
+        vm.store(address(anchorC), logSlot, bytes32(state));
+        bytes32 anchorSlot = keccak256(abi.encode(m, keccak256(abi.encode(logId, uint256(3)))));
+        vm.store(address(anchorC), anchorSlot, root);
+        (uint64 size, bytes32 latestRoot) = anchorC.latest(logId);
+        assertEq(size, m);
+        assertEq(latestRoot, root);
+        assertEq(anchorC.rootAt(logId, uint64(m)), root);
+    }
+
     /// Gas of the first anchor of a fresh log at size n.
     function _first(uint256 n) internal returns (uint256 txGas) {
         bytes32[64] memory perfect = p;
-        bytes32 logId = bytes32(++logCount);
-        bytes memory data =
-            abi.encodeCall(CarbonAnchor.anchor, (logId, uint64(n), UniformTree.root(perfect, n), new bytes32[](0)));
+        bytes32 logId = _newLog();
+        bytes memory data = abi.encodeCall(
+            CarbonAnchor.anchor, (logId, uint64(n), UniformTree.root(perfect, n), _mapRoot(n), new bytes32[](0))
+        );
         uint256 execGas = _call(data);
         txGas = 21000 + _calldataGas(data) + execGas;
         console.log("first anchor  size %d: exec %d, tx %d", n, execGas, txGas);
@@ -124,12 +152,17 @@ contract CarbonAnchorGasTest is Test {
     /// Gas of anchoring size n after size m.
     function _grow(uint256 m, uint256 n) internal returns (uint256 txGas) {
         bytes32[64] memory perfect = p;
-        bytes32 logId = bytes32(++logCount);
+        bytes32 logId = _newLog();
         bytes32 oldRoot = UniformTree.root(perfect, m); // (before prank: sha256 is a call)
-        vm.prank(anchorer);
-        anchorC.anchor(logId, uint64(m), oldRoot, new bytes32[](0));
+        if (m <= type(uint32).max) {
+            vm.prank(anchorer);
+            anchorC.anchor(logId, uint64(m), oldRoot, _mapRoot(m), new bytes32[](0));
+        } else {
+            _seed(logId, m, oldRoot);
+        }
         bytes32[] memory proof = UniformTree.consistencyProof(perfect, m, n);
-        bytes memory data = abi.encodeCall(CarbonAnchor.anchor, (logId, uint64(n), UniformTree.root(perfect, n), proof));
+        bytes memory data =
+            abi.encodeCall(CarbonAnchor.anchor, (logId, uint64(n), UniformTree.root(perfect, n), _mapRoot(n), proof));
         uint256 execGas = _call(data);
         txGas = 21000 + _calldataGas(data) + execGas;
         console.log("grow %d -> %d", m, n);
@@ -145,10 +178,14 @@ contract CarbonAnchorGasTest is Test {
             _grow(7 * b + 3, 8 * b + 3);
             _grow(100 * b + 1, 101 * b + 1);
         }
-        // One entry at a time, and the longest proofs for trees up to 2^62 entries.
+        // One entry at a time, the largest growth one anchor may make (2^32 - 1), and the
+        // longest proofs any uint64 sizes have (65 hashes, e.g. 2^64 - 3 -> 2^64 - 1).
         _grow(1000, 1001);
-        _grow(3, 1 << 62);
+        _grow(1, 1 << 32);
         _grow((1 << 62) - 1, 1 << 62);
-        _grow((1 << 61) + 1, (1 << 62) - 1);
+        _grow((1 << 62) + 1, (1 << 62) + (1 << 32) - 1);
+        _grow(type(uint64).max - 2, type(uint64).max);
+        _grow(type(uint64).max - 4, type(uint64).max - 1);
+        _grow(type(uint64).max - (1 << 32) + 1, type(uint64).max);
     }
 }

@@ -225,6 +225,8 @@ class Profiler:
 
 
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ANVIL_ADMIN_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+"""Account 2 of anvil's development mnemonic: the contract admin (never the anchorer)."""
 """Account 0 of anvil's public development mnemonic ("test test … junk"): a well-known key
 that holds value only on throw-away local chains like the ones the benchmarks start."""
 

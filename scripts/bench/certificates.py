@@ -683,13 +683,14 @@ def measure_bundle_verification(
     from attestation.bundles.format import bundle_bytes  # noqa: PLC0415
     from attestation.bundles.verify import verify_bundle  # noqa: PLC0415
     from attestation.chain.client import CarbonAnchor, open_embedded_chain  # noqa: PLC0415
+    from attestation.chain.deployment import embedded_admin  # noqa: PLC0415
 
     build_certificate_bundle = importlib.import_module(
         "attestation.certificates.bundle"
     ).build_certificate_bundle
     chain = open_embedded_chain(None)
     try:
-        contract, _ = CarbonAnchor.deploy(chain)
+        contract, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
         record = anchor_now(registry.log, contract, poll_interval=0.05)
         assert record is not None
         t0 = time.perf_counter()

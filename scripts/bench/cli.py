@@ -42,7 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import ANVIL_DEV_KEY, REPO_ROOT, emit_json, machine_description, progress
+from _common import (
+    ANVIL_ADMIN_KEY,
+    ANVIL_DEV_KEY,
+    REPO_ROOT,
+    emit_json,
+    machine_description,
+    progress,
+)
 
 from attestation.chain.localnode import ANVIL_CHAIN_ID, LocalAnvil
 
@@ -189,7 +196,10 @@ def build_registry(workdir: Path, anvil: LocalAnvil | None) -> Registry:
                               "--json"))  # fmt: skip
     if imported["accepted"] != READINGS:
         raise BenchError(f"readings import accepted {imported['accepted']} of {READINGS}")
-    contract = json.loads(cli(env, "chain", "deploy", "--json"))["contract"]
+    admin_env = {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_ADMIN_KEY} if anvil else env
+    contract = json.loads(cli(admin_env, "chain", "deploy", "--json"))["contract"]
+    if anvil is not None:
+        cli(admin_env, "chain", "register-log", "--json")
     cli(env, "anchor", "now", "--json")
     bundle = workdir / "bundle.json"
     bundle.write_bytes(reading_bundle(data_dir, imported["lastIndex"]))

@@ -17,7 +17,7 @@ if str(_ATTESTATION_TESTS) not in sys.path:
     # shared with tests/attestation, which may not be part of this run.
     sys.path.insert(0, str(_ATTESTATION_TESTS))
 
-from anchor_support import ANVIL, ANVIL_KEYS, missing_tool  # noqa: E402
+from anchor_support import ANVIL, ANVIL_ADMIN_KEY, ANVIL_KEYS, missing_tool  # noqa: E402
 
 from attestation.chain.localnode import (  # noqa: E402
     ANVIL_CHAIN_ID,
@@ -26,7 +26,14 @@ from attestation.chain.localnode import (  # noqa: E402
     rpc_call,
 )
 
-__all__ = ["ANVIL_CHAIN_ID", "ANVIL_KEYS", "AnvilNode", "free_loopback_port", "rpc_call"]
+__all__ = [
+    "ANVIL_ADMIN_KEY",
+    "ANVIL_CHAIN_ID",
+    "ANVIL_KEYS",
+    "AnvilNode",
+    "free_loopback_port",
+    "rpc_call",
+]
 
 
 class AnvilNode(LocalAnvil):

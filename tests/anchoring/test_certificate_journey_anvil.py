@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode
+from anvil_node_support import ANVIL_ADMIN_KEY, ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode
+from eth_account import Account
 
 _GATEWAY_TESTS = Path(__file__).resolve().parents[1] / "gateway"
 if str(_GATEWAY_TESTS) not in sys.path:
@@ -32,7 +33,7 @@ if str(_GATEWAY_TESTS) not in sys.path:
 from gateway_support import ApiServer, api_settings  # noqa: E402
 
 from attestation.anchoring.anchor import anchor_now  # noqa: E402
-from attestation.chain.client import CarbonAnchor, open_rpc_chain  # noqa: E402
+from attestation.chain.client import CarbonAnchor, log_id_for_origin, open_rpc_chain  # noqa: E402
 from attestation.chain.deployment import deploy_and_record  # noqa: E402
 from ledger.access.clients import IssuedClient, create_client  # noqa: E402
 from ledger.registry import Registry, initialise_registry  # noqa: E402
@@ -137,7 +138,11 @@ def journey(
     settings = LedgerSettings(data_dir=tmp_path / "data", database_url=database_url)
     registry = initialise_registry(settings)
     chain = open_rpc_chain(anvil_node.url, ANVIL_KEYS[0], expected_chain_id=ANVIL_CHAIN_ID)
-    contract = CarbonAnchor(chain, deploy_and_record(chain, settings.data_dir).address)
+    admin = Account.from_key(ANVIL_ADMIN_KEY)
+    deployment = deploy_and_record(chain, settings.data_dir, admin=admin.address, signer=admin)
+    contract = CarbonAnchor(chain, deployment.address)
+    origin = registry.log.head().origin
+    contract.register_log(log_id_for_origin(origin), chain.account.address, admin=admin)
     # The service's own anchoring and expiry sweeps stay off: the test anchors at the moments
     # it then checks.
     monkeypatch.setenv("CARBONLEDGER_ANCHOR_ENABLED", "false")

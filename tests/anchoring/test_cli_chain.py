@@ -9,6 +9,7 @@ CARBONLEDGER_* variables).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode, free_loopback_port
+from anvil_node_support import (
+    ANVIL_ADMIN_KEY,
+    ANVIL_CHAIN_ID,
+    ANVIL_KEYS,
+    AnvilNode,
+    free_loopback_port,
+)
 from loaded_modules_support import loaded_modules, top_level
 from metered_log_support import MeteredLog, metered_log
 
@@ -77,9 +84,30 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
 
 def _deploy_and_anchor(node: AnvilNode, metered: MeteredLog, root: Path) -> Deployed:
     env = _operator_env(metered, node)
-    deployed = _run(["chain", "deploy", "--json"], env)
+    # The admin's cold key deploys and registers; the service's key only anchors.
+    admin_env = {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_ADMIN_KEY}
+    same_key = _run(["chain", "deploy"], {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_KEYS[0]})
+    assert same_key.returncode == 2, same_key.stderr.decode()
+    assert "the admin must not be the anchorer" in same_key.stderr.decode()
+    no_admin = _run(["chain", "deploy"], env)
+    assert no_admin.returncode == 2
+    assert "CARBONLEDGER_CHAIN_ADMIN_KEY" in no_admin.stderr.decode()
+    deployed = _run(["chain", "deploy", "--json"], admin_env)
     assert deployed.returncode == 0, deployed.stderr.decode()
     contract = json.loads(deployed.stdout)["contract"]
+
+    unregistered = _run(["anchor", "now"], env)
+    assert unregistered.returncode == 1, unregistered.stderr.decode()
+    assert "chain register-log" in unregistered.stderr.decode()
+    for admin_only in (["chain", "register-log"], ["chain", "rotate-anchorer", contract]):
+        refused = _run(admin_only, env)  # the anchorer key alone cannot administer
+        assert refused.returncode == 2 and "ADMIN_KEY" in refused.stderr.decode()
+    registered = _run(["chain", "register-log", "--json"], admin_env)
+    assert registered.returncode == 0, registered.stderr.decode()
+    registration = json.loads(registered.stdout)
+    assert registration["maxGrowth"] == 1 << 24
+    origin = metered.registry.log.head().origin
+    assert registration["logId"] == "0x" + hashlib.sha256(origin.encode()).hexdigest()
 
     anchored = _run(["anchor", "now", "--json"], env)
     assert anchored.returncode == 0, anchored.stderr.decode()
@@ -282,6 +310,8 @@ def test_verify_with_rpc_loads_neither_web3_nor_the_storage_layer(deployed: Depl
         "alembic",
         "eth_account",
         "eth_tester",
+        "eth_typing",  # eth_utils' half-second import chain (attestation/chain/address.py)
+        "eth_utils",
         "fastapi",
         "matplotlib",
         "pandas",
@@ -311,3 +341,57 @@ def test_operator_commands_say_what_to_check_about_the_rpc_url(deployed: Deploye
     no_scheme = _run(["chain", "deploy"], {**env, "CARBONLEDGER_CHAIN_RPC": bare})
     assert no_scheme.returncode == 2
     assert f"add it: http://{bare}" in no_scheme.stderr.decode()
+
+
+def test_admin_rotates_the_anchorer_and_revokes_through_the_cli(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 11 attack 9 end to end with the CLI: after `chain rotate-anchorer` the old
+    (stolen) key's `anchor now` is refused before anything is sent; the new key anchors;
+    `chain revoke-anchors` takes the newest anchor back and `anchor status` shows the size."""
+    root = tmp_path_factory.mktemp("cli-rotate")
+    node = AnvilNode(root / "anvil")
+    node.start()
+    try:
+        with metered_log(root / "registry") as metered:
+            env = _operator_env(metered, node)
+            admin_env = {**env, "CARBONLEDGER_CHAIN_ADMIN_KEY": ANVIL_ADMIN_KEY}
+            assert _run(["chain", "deploy"], admin_env).returncode == 0
+            assert _run(["chain", "register-log"], admin_env).returncode == 0
+            assert _run(["anchor", "now"], env).returncode == 0
+            first = metered.registry.log.head().size
+
+            new_env = {**env, "CARBONLEDGER_CHAIN_ANCHORER_KEY": ANVIL_KEYS[1]}
+            new_address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil account 1
+            rotated = _run(["chain", "rotate-anchorer", new_address, "--json"], admin_env)
+            assert rotated.returncode == 0, rotated.stderr.decode()
+            assert json.loads(rotated.stdout)["anchorer"] == new_address
+
+            metered.add_readings(2)
+            stolen = _run(["anchor", "now"], env)
+            assert stolen.returncode == 1, stolen.stderr.decode()
+            assert f"names {new_address} as the anchorer" in stolen.stderr.decode()
+            assert _run(["anchor", "now"], new_env).returncode == 0
+            second = metered.registry.log.head().size
+            assert second > first
+
+            revoked = _run(
+                ["chain", "revoke-anchors", "--keep-size", str(first), "--json"], admin_env
+            )
+            assert revoked.returncode == 0, revoked.stderr.decode()
+            result = json.loads(revoked.stdout)
+            assert (result["previousSize"], result["size"], result["revoked"]) == (second, first, 1)
+            status = _run(
+                ["anchor", "status", "--json"],
+                _clean_env()
+                | {
+                    "CARBONLEDGER_DATA_DIR": env["CARBONLEDGER_DATA_DIR"],
+                    "CARBONLEDGER_CHAIN_RPC": node.url,
+                },
+            )
+            assert status.returncode == 0, status.stderr.decode()
+            assert json.loads(status.stdout)["chain"]["size"] == first
+            wrong = _run(["chain", "revoke-anchors", "--keep-size", str(first + 1)], admin_env)
+            assert wrong.returncode == 1 and "NothingToRevoke" in wrong.stderr.decode()
+    finally:
+        node.stop()

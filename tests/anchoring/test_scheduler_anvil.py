@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from anvil_node_support import ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode
+from anvil_node_support import ANVIL_ADMIN_KEY, ANVIL_CHAIN_ID, ANVIL_KEYS, AnvilNode
+from eth_account import Account
 from hexbytes import HexBytes
 
 from attestation.anchoring import scheduler as scheduler_module
@@ -75,7 +76,11 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 
 def _deploy(node: AnvilNode) -> tuple[Chain, CarbonAnchor]:
     chain = open_rpc_chain(node.url, ANVIL_KEYS[0], expected_chain_id=ANVIL_CHAIN_ID, timeout=2)
-    contract, _ = CarbonAnchor.deploy(chain)
+    # The admin deploys and registers the logs the tests use; the chain's key only anchors.
+    admin = Account.from_key(ANVIL_ADMIN_KEY)
+    contract, _ = CarbonAnchor.deploy(chain, admin=admin.address, signer=admin)
+    for origin in (ORIGIN, f"{ORIGIN}/0", f"{ORIGIN}/1"):
+        contract.register_log(log_id_for_origin(origin), chain.account.address, admin=admin)
     return chain, contract
 
 
@@ -342,5 +347,5 @@ def test_fee_increases_stop_at_the_cap_and_the_transaction_is_still_recorded(
     resumed = scheduler.run_once(force=True)
     assert resumed.result is StepResult.ANCHORED and resumed.record is not None
     assert resumed.replacements == 0
-    assert chain.w3.eth.get_transaction_count(chain.account.address) == 2  # deploy + anchor
+    assert chain.w3.eth.get_transaction_count(chain.account.address) == 1  # the one anchor
     _assert_chain_holds_records(registry.log, contract)

@@ -48,7 +48,8 @@ def test_log_info_of_an_empty_log(client: TestClient, registry: Registry) -> Non
     response = client.get("/v1/log")
     assert response.status_code == 200
     info = response.json()
-    assert set(info) == {"origin", "size", "rootHash", "verifierKey"}
+    assert set(info) == {"origin", "size", "rootHash", "verifierKey", "issuers"}
+    assert info["issuers"] == []  # declared on the first certificate, never by a read
     assert info["origin"] == registry.signer.name
     assert info["size"] == 0
     assert b64(info["rootHash"]) == EMPTY_ROOT

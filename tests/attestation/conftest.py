@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, anvil_process
+from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, anvil_process, deploy_anchor
 
 from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
 
@@ -20,8 +20,7 @@ def embedded_chain() -> Iterator[Chain]:
 
 @pytest.fixture(scope="session")
 def embedded_anchor(embedded_chain: Chain) -> CarbonAnchor:
-    contract, _ = CarbonAnchor.deploy(embedded_chain)
-    return contract
+    return deploy_anchor(embedded_chain)
 
 
 @pytest.fixture(scope="session")
@@ -43,5 +42,4 @@ def anvil_outsider(anvil_url: str) -> Chain:
 
 @pytest.fixture(scope="session")
 def anvil_anchor(anvil_chain: Chain) -> CarbonAnchor:
-    contract, _ = CarbonAnchor.deploy(anvil_chain)
-    return contract
+    return deploy_anchor(anvil_chain)

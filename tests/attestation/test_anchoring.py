@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from anchor_support import register_log
 
 from attestation.anchoring.anchor import (
     AnchorConflictError,
@@ -20,6 +21,7 @@ from attestation.anchoring.anchor import (
     wait_for_confirmations,
 )
 from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.deployment import LogNotRegisteredError, embedded_admin
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
 
@@ -53,7 +55,7 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
 
 
 def test_anchors_the_head_and_records_it(registry: Registry, chain: Chain) -> None:
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
     assert anchor_now(registry.log, contract) is None, "an empty log has nothing to anchor"
     _append(registry, 5)
     first = anchor_now(registry.log, contract)
@@ -75,7 +77,7 @@ def test_anchors_the_head_and_records_it(registry: Registry, chain: Chain) -> No
 def test_refuses_a_log_that_does_not_extend_the_anchored_root(
     registry: Registry, chain: Chain, tmp_path: Path
 ) -> None:
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
     _append(registry, 8)
     assert anchor_now(registry.log, contract) is not None
     # Another log with the same origin (same logId) but different entries.
@@ -100,7 +102,7 @@ def test_refuses_a_log_that_does_not_extend_the_anchored_root(
 
 
 def test_confirmations_must_be_positive(registry: Registry, chain: Chain) -> None:
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
     with pytest.raises(ValueError, match="confirmations"):
         anchor_now(registry.log, contract, confirmations=0)
 
@@ -111,12 +113,20 @@ def test_anchor_now_on_anvil(anvil_anchor: CarbonAnchor, tmp_path: Path) -> None
     )
     try:
         _append(registry, 3)
+        # On a JSON-RPC chain only the admin registers a log: nothing is sent before.
+        with pytest.raises(LogNotRegisteredError, match="chain register-log"):
+            anchor_now(registry.log, anvil_anchor, poll_interval=0.05)
+        log_id = log_id_for_origin(registry.log.head().origin)
+        # A growth bound of 2 entries per anchor: 3 new entries take two anchors.
+        register_log(anvil_anchor, log_id, max_growth=2)
         first = anchor_now(registry.log, anvil_anchor, poll_interval=0.05)
         _append(registry, 4)
         second = anchor_now(registry.log, anvil_anchor, poll_interval=0.05)
         assert first is not None and second is not None
-        assert second.chain_id == 31337 and second.size == 7
+        assert first.size == 3 and second.chain_id == 31337 and second.size == 7
+        assert [r.size for r in anchor_records(registry.database)] == [7, 5, 3, 2]
         assert anvil_anchor.latest(second.log_id).root == registry.log.head().root
+        assert anvil_anchor.anchor_at(log_id, 5).previous_size == 3
     finally:
         registry.close()
 
@@ -142,6 +152,7 @@ def test_waits_for_confirmations_on_anvil(
 
     thread = threading.Thread(target=miner, daemon=True)
     try:
+        register_log(anvil_anchor, log_id_for_origin(registry.log.head().origin))
         _append(registry, 6)
         thread.start()
         record = anchor_now(registry.log, anvil_anchor, confirmations=3, poll_interval=0.02)
@@ -156,6 +167,7 @@ def test_waits_for_confirmations_on_anvil(
 
 def test_a_reorganised_anchor_is_reported(anvil_chain: Chain, anvil_anchor: CarbonAnchor) -> None:
     log_id = log_id_for_origin("test.carbonledger.local/reorg")
+    register_log(anvil_anchor, log_id)
     snapshot = _rpc(anvil_chain, "evm_snapshot")
     receipt = anvil_anchor.anchor(log_id, 1, b"\x07" * 32, [])
     # Drop the block with the anchor and build a longer chain without it.

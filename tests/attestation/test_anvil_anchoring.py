@@ -10,10 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from anchor_support import ANVIL_CHAIN_ID, ANVIL_KEYS, expect_revert, free_loopback_port
+from anchor_support import (
+    ANVIL_CHAIN_ID,
+    ANVIL_KEYS,
+    admin_of,
+    expect_revert,
+    free_loopback_port,
+    register_log,
+)
 
 from attestation.chain.client import (
-    ANCHORER_ROLE,
+    DEFAULT_MAX_GROWTH,
     CarbonAnchor,
     Chain,
     log_id_for_origin,
@@ -42,6 +49,7 @@ def grown(
     """A log anchored 20 times as it grew in uneven batches; yields (log, logId, sizes)."""
     registry = _registry(tmp_path_factory.mktemp("anvil-log"))
     log_id = log_id_for_origin(ORIGIN)
+    register_log(anvil_anchor, log_id)
     rng = random.Random(9162)
     sizes: list[int] = []
     for _ in range(20):
@@ -156,7 +164,7 @@ def test_rejects_a_root_that_rewrites_an_anchored_entry(
         rewritten.close()
 
 
-def test_rejects_a_caller_without_the_anchorer_role(
+def test_rejects_a_caller_that_is_not_the_logs_anchorer(
     anvil_anchor: CarbonAnchor, anvil_outsider: Chain, grown: tuple[Log, bytes, list[int]]
 ) -> None:
     log, log_id, _ = grown
@@ -165,21 +173,133 @@ def test_rejects_a_caller_without_the_anchorer_role(
     log.append(_entries(log.head().size, 1))
     new = log.head()
     proof = log.consistency_proof(head.size, new.size).hashes
-    assert not anvil_anchor.is_anchorer(anvil_outsider.account.address)
+    assert anvil_anchor.log_config(log_id).anchorer != anvil_outsider.account.address
     revert = expect_revert(lambda: outsider.anchor(log_id, new.size, new.root, proof))
-    assert revert.error == "AccessControlUnauthorizedAccount"
-    assert revert.arguments == {
-        "account": anvil_outsider.account.address,
-        "neededRole": ANCHORER_ROLE,
-    }
+    assert revert.error == "NotAnchorer"
+    assert revert.arguments == {"logId": log_id, "caller": anvil_outsider.account.address}
     # Mined without the gas-estimate preflight, the revert is decoded from the failed
     # transaction and names it.
     revert = expect_revert(
         lambda: outsider.anchor(log_id, new.size, new.root, proof, preflight=False)
     )
-    assert revert.error == "AccessControlUnauthorizedAccount"
+    assert revert.error == "NotAnchorer"
     assert revert.tx_hash is not None
     assert anvil_anchor.latest(log_id) == head
+
+
+# ----------------------------------------------- issue 11, attack 9: the anchorer key
+
+
+def test_attack_a_stolen_anchorer_key_cannot_anchor_a_huge_fabricated_size(
+    anvil_anchor: CarbonAnchor, grown: tuple[Log, bytes, list[int]]
+) -> None:
+    """The thief holds the service's anchorer key and sends size 2^62 with a made-up
+    proof (which the RFC 9162 check alone could not tell from an honest extension)."""
+    log, log_id, _ = grown
+    head = anvil_anchor.latest(log_id)
+    fabricated = [bytes([i]) * 32 for i in range(1, 63)]
+    for preflight in (True, False):
+        revert = expect_revert(
+            lambda p=preflight: anvil_anchor.anchor(
+                log_id, 1 << 62, b"\x66" * 32, fabricated, preflight=p
+            )
+        )
+        assert revert.error == "GrowthAboveLimit"
+        assert revert.arguments == {
+            "previous": head.size,
+            "given": 1 << 62,
+            "maxGrowth": DEFAULT_MAX_GROWTH,
+        }
+    assert anvil_anchor.latest(log_id) == head
+    assert log.head().size >= head.size  # the honest log can still anchor (next tests do)
+
+
+def test_attack_an_unregistered_log_cannot_be_anchored(
+    anvil_anchor: CarbonAnchor, anvil_outsider: Chain
+) -> None:
+    """A forked log (any origin nobody registered) has no free first anchor, for anyone."""
+    log_id = log_id_for_origin("test.carbonledger.local/forked-and-never-registered")
+    for contract in (anvil_anchor, CarbonAnchor(anvil_outsider, anvil_anchor.address)):
+        revert = expect_revert(lambda c=contract: c.anchor(log_id, 5, b"\x01" * 32, []))
+        assert revert.error == "LogNotRegistered"
+        assert revert.arguments == {"logId": log_id}
+    assert anvil_anchor.latest(log_id).size == 0
+
+
+def test_attack_the_anchorer_key_cannot_rotate_itself_or_register_logs(
+    anvil_anchor: CarbonAnchor, anvil_outsider: Chain, grown: tuple[Log, bytes, list[int]]
+) -> None:
+    _, log_id, _ = grown
+    thief = anvil_anchor.chain.account  # the anchorer key itself
+    accomplice = anvil_outsider.account.address
+    attempts = {
+        "rotate": lambda: anvil_anchor.set_anchorer(log_id, accomplice, admin=thief),
+        "register": lambda: anvil_anchor.register_log(
+            log_id_for_origin("test.carbonledger.local/thief"), thief.address, admin=thief
+        ),
+        "revoke": lambda: anvil_anchor.revoke_anchors_above(log_id, 0, admin=thief),
+    }
+    for what, attempt in attempts.items():
+        revert = expect_revert(attempt)
+        assert revert.error == "AccessControlUnauthorizedAccount", what
+        assert revert.arguments["account"] == thief.address
+    # Nor can the admin make an anchorer an admin: the keys stay separate.
+    admin = admin_of(anvil_anchor.chain)
+    role = anvil_anchor.contract.functions.DEFAULT_ADMIN_ROLE().call()
+    grant = anvil_anchor.contract.functions.grantRole(role, thief.address)
+    revert = expect_revert(lambda: anvil_anchor._transact(grant, admin))
+    assert revert.error == "AnchorerIsAdmin"
+    assert anvil_anchor.log_config(log_id).anchorer == thief.address
+    assert not anvil_anchor.is_admin(thief.address)
+
+
+def test_recovery_after_a_fabricated_anchor_within_the_bound(
+    anvil_anchor: CarbonAnchor, anvil_outsider: Chain, tmp_path: Path
+) -> None:
+    """Within the growth bound the thief can still anchor a made-up extension; the cold
+    admin key rotates the anchorer, revokes the fabricated anchor, and the honest log
+    anchors again. The revoked anchor stays visible and is refused by `rootAt`."""
+    registry = _registry(tmp_path / "victim", "test.carbonledger.local/anvil-recovery")
+    try:
+        log = registry.log
+        log_id = log_id_for_origin(log.head().origin)
+        register_log(anvil_anchor, log_id)
+        log.append(_entries(0, 5))
+        honest = log.head()
+        anvil_anchor.anchor(log_id, honest.size, honest.root, [])
+        # The thief's fork: the same 5 entries, then 3 fabricated ones.
+        fork = _registry(tmp_path / "fork", log.head().origin)
+        try:
+            fork.log.append(
+                _entries(0, 5) + [{"kind": "test/1", "fabricated": n} for n in range(3)]
+            )
+            fake = fork.log.head()
+            fake_proof = fork.log.consistency_proof(honest.size, fake.size).hashes
+            anvil_anchor.anchor(log_id, fake.size, fake.root, fake_proof)
+        finally:
+            fork.close()
+        log.append(_entries(5, 7))
+        now = log.head()
+        revert = expect_revert(
+            lambda: anvil_anchor.anchor(
+                log_id, now.size, now.root, log.consistency_proof(fake.size, now.size).hashes
+            )
+        )
+        assert revert.error in {"OldRootMismatch", "NewRootMismatch"}
+        admin = admin_of(anvil_anchor.chain)
+        anvil_anchor.set_anchorer(log_id, anvil_outsider.account.address, admin=admin)
+        anvil_anchor.revoke_anchors_above(log_id, honest.size, admin=admin)
+        revert = expect_revert(lambda: anvil_anchor.root_at(log_id, fake.size))
+        assert revert.error == "AnchorRevokedAt"
+        config = anvil_anchor.log_config(log_id)
+        assert (config.size, config.revoked) == (honest.size, 1)
+        rotated = CarbonAnchor(anvil_outsider, anvil_anchor.address)
+        proof = log.consistency_proof(honest.size, now.size).hashes
+        rotated.anchor(log_id, now.size, now.root, proof, map_root=b"\x07" * 32)
+        entry = rotated.anchor_at(log_id, now.size)
+        assert (entry.root, entry.map_root, entry.previous_size) == (now.root, b"\x07" * 32, 5)
+    finally:
+        registry.close()
 
 
 def test_chain_id_is_checked(anvil_url: str) -> None:

@@ -18,10 +18,12 @@ from attestation.chain.client import (
     Chain,
     ChainBackend,
     ChainSettings,
+    SentTransaction,
     log_id_for_origin,
     open_chain,
     open_embedded_chain,
 )
+from attestation.chain.deployment import embedded_admin, ensure_log_registered
 from attestation.chain.errors import ChainError
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
@@ -35,6 +37,13 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     opened = initialise_registry(LedgerSettings(data_dir=tmp_path / "log", log_origin=ORIGIN))
     yield opened
     opened.close()
+
+
+def _deploy(chain: Chain) -> tuple[CarbonAnchor, SentTransaction]:
+    """CarbonAnchor v2 with LOG_ID registered: two transactions."""
+    contract, deployed = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
+    ensure_log_registered(contract, LOG_ID)
+    return contract, deployed
 
 
 def _grow_and_anchor(registry: Registry, contract: CarbonAnchor, count: int) -> int:
@@ -66,7 +75,7 @@ def test_default_backend_is_embedded(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_anchors_survive_restarts(tmp_path: Path, registry: Registry) -> None:
     data = tmp_path / "data"
     chain = open_embedded_chain(data)
-    contract, deployed = CarbonAnchor.deploy(chain)
+    contract, deployed = _deploy(chain)
     sizes = [_grow_and_anchor(registry, contract, n) for n in (3, 5, 17)]
     chain.close()
 
@@ -87,13 +96,14 @@ def test_anchors_survive_restarts(tmp_path: Path, registry: Registry) -> None:
         finally:
             chain.close()
     receipt_blocks = [json.loads(line)["block"] for line in _journal(data).read_text().splitlines()]
-    assert receipt_blocks == list(range(1, 1 + 1 + len(sizes))), "one transaction per block"
+    # Deployment, registration, then one anchor per size: one transaction per block.
+    assert receipt_blocks == list(range(1, 1 + 2 + len(sizes))), "one transaction per block"
     assert deployed.block == 1
 
 
 def test_failed_transactions_are_replayed_too(tmp_path: Path, registry: Registry) -> None:
     chain = open_embedded_chain(tmp_path)
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = _deploy(chain)
     size = _grow_and_anchor(registry, contract, 4)
     # Mined and reverted: it uses a nonce, so the replay must include it.
     revert = expect_revert(
@@ -108,12 +118,12 @@ def test_failed_transactions_are_replayed_too(tmp_path: Path, registry: Registry
     finally:
         chain.close()
     statuses = [json.loads(line)["status"] for line in _journal(tmp_path).read_text().splitlines()]
-    assert statuses == [1, 1, 0, 1]
+    assert statuses == [1, 1, 1, 0, 1]
 
 
 def test_torn_last_line_is_dropped(tmp_path: Path, registry: Registry) -> None:
     chain = open_embedded_chain(tmp_path)
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = _deploy(chain)
     size = _grow_and_anchor(registry, contract, 3)
     chain.close()
     with _journal(tmp_path).open("a") as handle:
@@ -128,7 +138,7 @@ def test_torn_last_line_is_dropped(tmp_path: Path, registry: Registry) -> None:
 
 def test_a_changed_journal_is_refused(tmp_path: Path, registry: Registry) -> None:
     chain = open_embedded_chain(tmp_path)
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract, _ = _deploy(chain)
     _grow_and_anchor(registry, contract, 3)
     chain.close()
     lines = _journal(tmp_path).read_text().splitlines()
@@ -153,8 +163,11 @@ def test_one_process_per_embedded_chain(tmp_path: Path) -> None:
 
 
 def test_eth_tester_reverts_are_decoded(embedded_chain: Chain) -> None:
-    contract, _ = CarbonAnchor.deploy(embedded_chain)
+    contract, _ = CarbonAnchor.deploy(embedded_chain, admin=embedded_admin(embedded_chain).address)
     log_id = log_id_for_origin("test.carbonledger.local/decode")
+    revert = expect_revert(lambda: contract.anchor(log_id, 1, b"\x01" * 32, []))
+    assert revert.error == "LogNotRegistered" and revert.arguments == {"logId": log_id}
+    ensure_log_registered(contract, log_id)
     revert = expect_revert(lambda: contract.anchor(log_id, 2, b"\x01" * 32, [b"\x02" * 32]))
     assert revert.error == "EmptyProofRequiredForFirstAnchor" and revert.arguments == {}
     revert = expect_revert(lambda: contract.anchor(log_id, 2, b"\x00" * 32, []))
@@ -168,11 +181,12 @@ def test_eth_tester_reverts_are_decoded(embedded_chain: Chain) -> None:
     )
     assert revert.error == "OldSizeExceedsNewSize"
     assert revert.arguments == {"size1": 3, "size2": 2}
-    outsider = embedded_chain.accounts[1]
+    outsider = embedded_chain.accounts[2]
     revert = expect_revert(lambda: contract.anchor(log_id, 1, b"\x01" * 32, [], signer=outsider))
-    assert revert.error == "AccessControlUnauthorizedAccount"
-    assert revert.arguments["account"] == outsider.address
-    contract.grant_anchorer(outsider.address)
-    assert contract.is_anchorer(outsider.address)
+    assert revert.error == "NotAnchorer"
+    assert revert.arguments == {"logId": log_id, "caller": outsider.address}
+    admin = embedded_admin(embedded_chain)
+    contract.set_anchorer(log_id, outsider.address, admin=admin)
+    assert contract.log_config(log_id).anchorer == outsider.address
     receipt = contract.anchor(log_id, 1, b"\x01" * 32, [], signer=outsider)
     assert receipt.gas_used < 200_000 and contract.latest(log_id).size == 1

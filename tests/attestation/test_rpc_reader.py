@@ -19,6 +19,7 @@ import pytest
 import requests
 from eth_utils.crypto import keccak
 
+from attestation.anchoring.audit import REVOKED_TOPIC
 from attestation.chain import rpc
 from attestation.chain.client import load_artifact
 from attestation.chain.localnode import free_loopback_port
@@ -46,6 +47,15 @@ def test_selectors_and_topic_are_those_of_the_committed_abi() -> None:
     indexed = [(i["name"], i["type"]) for i in anchored["inputs"] if i["indexed"]]
     assert indexed[:2] == [("logId", "bytes32"), ("size", "uint64")]
     assert next(i["type"] for i in anchored["inputs"] if not i["indexed"]) == "bytes32"
+    # v2: anchorAt's record (root, map root, previous size, time) and the revocation error.
+    anchor_at = abi_item("anchorAt")
+    assert signature(anchor_at) == "anchorAt(bytes32,uint64)"
+    assert [o["type"] for o in anchor_at["outputs"]] == ["bytes32", "bytes32", "uint64", "uint40"]
+    assert keccak(text=signature(anchor_at))[:4] == rpc.ANCHOR_AT_SELECTOR
+    revoked = abi_item("AnchorRevokedAt")
+    assert keccak(text=signature(revoked))[:4] == rpc.ANCHOR_REVOKED_SELECTOR
+    revoked_event = abi_item("AnchorRevoked")
+    assert keccak(text=signature(revoked_event)) == REVOKED_TOPIC
 
 
 @pytest.mark.parametrize(

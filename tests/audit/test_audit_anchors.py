@@ -12,6 +12,7 @@ from audit_support import filler_entry
 from attestation.anchoring.anchor import anchor_now
 from attestation.anchoring.audit import audit_anchors
 from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.deployment import embedded_admin, ensure_log_registered
 from ledger.registry import Registry
 
 
@@ -19,7 +20,7 @@ from ledger.registry import Registry
 def contract() -> Iterator[CarbonAnchor]:
     chain: Chain = open_embedded_chain(None)
     try:
-        deployed, _ = CarbonAnchor.deploy(chain)
+        deployed, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
         yield deployed
     finally:
         chain.close()
@@ -45,6 +46,7 @@ def test_honest_anchors_match(registry: Registry, contract: CarbonAnchor) -> Non
 def test_a_root_the_log_never_had_is_caught(registry: Registry, contract: CarbonAnchor) -> None:
     _notes(registry, 4)
     log_id = log_id_for_origin(registry.log.head().origin)
+    ensure_log_registered(contract, log_id)
     contract.anchor(log_id, 3, b"\x42" * 32, [])
     audit = audit_anchors(registry.log, contract.chain.w3, contract.address)
     assert [(v.index, v.rule) for v in audit.violations] == [(3, "anchor-root")]
@@ -55,6 +57,7 @@ def test_a_root_the_log_never_had_is_caught(registry: Registry, contract: Carbon
 def test_an_anchor_beyond_the_log_is_caught(registry: Registry, contract: CarbonAnchor) -> None:
     _notes(registry, 2)
     log_id = log_id_for_origin(registry.log.head().origin)
+    ensure_log_registered(contract, log_id)
     contract.anchor(log_id, 7, b"\x01" * 32, [])
     audit = audit_anchors(registry.log, contract.chain.w3, contract.address)
     assert [(v.index, v.rule) for v in audit.violations] == [(7, "anchor-beyond-log")]

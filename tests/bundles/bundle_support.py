@@ -26,7 +26,7 @@ from meter_support import (
 
 from attestation.anchoring.anchor import AnchorRecord, anchor_now
 from attestation.bundles.chain_reader import AnchorReader, ChainAnchorReader, ChainObservation
-from attestation.chain.client import CarbonAnchor
+from attestation.chain.client import CarbonAnchor, log_id_for_origin
 from ledger.log.checkpoint import NoteVerifier
 from ledger.meters.ingest import ingest
 from ledger.meters.registration import register_key
@@ -93,6 +93,10 @@ def _start(seq: int) -> int:
 
 
 def anchor(registry: Registry, contract: CarbonAnchor) -> AnchorRecord:
+    # The embedded chain registers the log itself; anvil's admin does it here.
+    log_id = log_id_for_origin(registry.log.head().origin)
+    if not contract.log_config(log_id).registered:
+        anchor_support.register_log(contract, log_id)
     record = anchor_now(registry.log, contract, poll_interval=0.05)
     assert record is not None, "there was something new to anchor"
     return record

@@ -18,6 +18,7 @@ from bundle_support import (
 
 from attestation.bundles.chain_reader import ChainAnchorReader, rpc_anchor_reader
 from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain, open_rpc_chain
+from attestation.chain.deployment import embedded_admin
 
 
 def _anchored(
@@ -39,7 +40,7 @@ def bundle_chain() -> Iterator[Chain]:
 
 @pytest.fixture(scope="session")
 def bundle_contract(bundle_chain: Chain) -> CarbonAnchor:
-    contract, _ = CarbonAnchor.deploy(bundle_chain)
+    contract, _ = CarbonAnchor.deploy(bundle_chain, admin=embedded_admin(bundle_chain).address)
     return contract
 
 
@@ -70,7 +71,7 @@ def anvil_anchored(
         anchor_support.ANVIL_KEYS[0],
         expected_chain_id=anchor_support.ANVIL_CHAIN_ID,
     )
-    contract, _ = CarbonAnchor.deploy(chain)
+    contract = anchor_support.deploy_anchor(chain)
     path = tmp_path_factory.mktemp("anvil-anchored")
     opened = _anchored(
         path, "test.carbonledger.local/bundles-anvil", contract, rpc_anchor_reader(anvil_bundle_url)

@@ -42,6 +42,7 @@ from attestation.bundles.report import (
 )
 from attestation.bundles.verify import PRODUCTS, verify_bundle
 from attestation.chain.client import CarbonAnchor, Chain, log_id_for_origin, open_embedded_chain
+from attestation.chain.deployment import embedded_admin
 from ledger.log.canonical import canonical_json
 from ledger.log.checkpoint import NoteSigner
 from ledger.log.store import EntryNotFoundError
@@ -296,7 +297,7 @@ def test_pinned_contract_and_wrong_chain(anchored: Anchored, bundle_chain: Chain
     bundle = build_bundle(
         anchored.registry.log, anchored.registry.signer, [anchored.meter.readings[0]]
     )
-    other, _ = CarbonAnchor.deploy(bundle_chain)
+    other, _ = CarbonAnchor.deploy(bundle_chain, admin=embedded_admin(bundle_chain).address)
     report = verify_bundle(
         bundle,
         anchor_reader=anchored.reader,
@@ -356,7 +357,7 @@ def test_a_restarted_embedded_chain_keeps_bundles_verifiable(tmp_path: Path) -> 
     chain = open_embedded_chain(tmp_path / "node")
     registry = open_test_registry(tmp_path / "log", "test.carbonledger.local/bundles-restart")
     try:
-        contract, _ = CarbonAnchor.deploy(chain)
+        contract, _ = CarbonAnchor.deploy(chain, admin=embedded_admin(chain).address)
         meter = register_meter_with_key(registry)
         add_readings(registry, meter, 2)
         anchor(registry, contract)

@@ -10,6 +10,7 @@ from certificate_bundle_support import MemoReader
 
 from attestation.bundles.chain_reader import ChainAnchorReader
 from attestation.chain.client import CarbonAnchor, Chain, open_embedded_chain
+from attestation.chain.deployment import embedded_admin
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,9 @@ def certificate_chain() -> Iterator[Chain]:
 
 @pytest.fixture(scope="session")
 def certificate_contract(certificate_chain: Chain) -> CarbonAnchor:
-    contract, _ = CarbonAnchor.deploy(certificate_chain)
+    contract, _ = CarbonAnchor.deploy(
+        certificate_chain, admin=embedded_admin(certificate_chain).address
+    )
     return contract
 
 

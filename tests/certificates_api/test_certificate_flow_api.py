@@ -185,3 +185,9 @@ def test_certificate_bundle_is_public(
 
     unknown = "/v1/certificates/urn:uuid:00000000-0000-4000-8000-000000000000/bundle"
     assert_problem(api_client.get(unknown), NOT_FOUND)
+
+    # The issuer a verifier pins is published with the log head, as the log declares it.
+    declared = api_client.get("/v1/log").json()["issuers"]
+    assert declared == [{"id": registry.issuer().did, "logIndex": declared[0]["logIndex"]}]
+    declaration = parse_entry(registry.log.entry(declared[0]["logIndex"]))
+    assert declaration["kind"] == "issuer.key/1"

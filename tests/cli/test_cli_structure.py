@@ -85,6 +85,9 @@ def test_the_tree_has_the_documented_commands() -> None:
         "gateway run",
         "readings import",
         "chain deploy",
+        "chain register-log",
+        "chain rotate-anchorer",
+        "chain revoke-anchors",
         "anchor now",
         "anchor status",
         "verify",
@@ -208,3 +211,14 @@ def test_a_command_loads_only_its_own_module(args: list[str], expected: set[str]
         if name.startswith("api.cli.") and name not in {"api.cli.main", "api.cli.common"}
     }
     assert commands == expected
+
+
+def test_root_help_is_plain_text_without_rich() -> None:
+    """`carbonledger --help` is a list of commands; Rich's help renderer would triple its cost."""
+    modules, completed = imported_module_names("--help")
+    assert completed.returncode == 0
+    assert not {name for name in modules if name == "rich" or name.startswith("rich.")}
+    assert "typer.rich_utils" not in modules
+    # every summary is shown whole, not cut at the terminal's width
+    for lazy in LAZY_COMMANDS.values():
+        assert " ".join(lazy.summary.split()) in " ".join(completed.stdout.split())

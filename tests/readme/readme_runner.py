@@ -7,7 +7,9 @@ Conventions of the README (stated in it, checked here):
   variable defined in one block is there in the next, from the repository root;
 - a command whose line ends with a comment starting `# keeps running` is started in the
   background, as in a terminal of its own; when the comment names a URL
-  (`# keeps running: ready at http://…`), the next command waits until that URL answers;
+  (`# keeps running: ready at http://…`), the next command waits until that URL answers
+  (any HTTP status: a JSON-RPC node answers a plain GET with 400), or for `tcp://host:port`
+  until it accepts a connection;
 - a line whose comment says `# what CI runs` (the quick start's test command) is skipped:
   it is the command that runs this test.
 
@@ -106,9 +108,16 @@ def script(markdown: str, *, log_dir: Path) -> str:
             out.append(f"set -m; ( {bare} ) > {log} 2>&1 & __background+=($!); set +m")
             url = running.group("url")
             if url:
+                if url.startswith("tcp://"):  # a TCP service (Modbus): a connection is enough
+                    host, _, port = url.removeprefix("tcp://").rstrip("/").rpartition(":")
+                    probe = f"(exec 3<>/dev/tcp/{host}/{port}) 2>/dev/null"
+                else:
+                    probe = f"curl -sS -o /dev/null {shlex.quote(url)} 2>/dev/null"
                 out.append(
                     f"for __i in $(seq {READY_TIMEOUT_SECONDS}); do "
-                    f"if curl -fsS -o /dev/null {shlex.quote(url)}; then break; fi; "
+                    f"if {probe}; then break; fi; "
+                    'if ! kill -0 "${__background[-1]}" 2>/dev/null; then '
+                    f"echo 'exited before it was ready: {url}' >&2; cat {log} >&2; exit 1; fi; "
                     f"if [ $__i = {READY_TIMEOUT_SECONDS} ]; then "
                     f"echo 'never ready: {url}' >&2; cat {log} >&2; exit 1; fi; sleep 1; done"
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -53,4 +54,39 @@ def test_a_failing_command_names_its_readme_line(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "README line 5 failed" in result.stderr
+    assert "never" not in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_tcp_service_is_waited_for_and_an_early_exit_fails_fast(tmp_path: Path) -> None:
+    port = _free_port()
+    server = (
+        "python3 -c 'import socket, time; time.sleep(2); s = socket.socket(); "
+        f's.bind(("127.0.0.1", {port})); s.listen(); time.sleep(60)\''
+    )
+    waits = script(
+        f"```sh\n{server}   # keeps running: ready at tcp://127.0.0.1:{port}\n"
+        f"(exec 3<>/dev/tcp/127.0.0.1/{port}) && echo connected\n```\n",
+        log_dir=tmp_path,
+    )
+    result = subprocess.run(
+        ["bash", "-c", waits], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "connected"
+
+    dies = script(
+        "```sh\nfalse   # keeps running: ready at http://127.0.0.1:9/\necho never\n```\n",
+        log_dir=tmp_path,
+    )
+    result = subprocess.run(
+        ["bash", "-c", dies], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert "exited before it was ready" in result.stderr
     assert "never" not in result.stdout
