@@ -25,7 +25,7 @@ from attestation.bundles.format import (
 from attestation.chain.address import checksum_address
 from ledger.log.checkpoint import MAX_NOTE_BYTES, NoteSigner
 from ledger.log.store import EntryNotFoundError, Log, LogError
-from ledger.meters.entries import METER_KEY_KIND, READING_KIND
+from ledger.meters.entries import METER_KEY_KIND, READING_KINDS
 from ledger.meters.models import MeterKey
 
 
@@ -163,7 +163,7 @@ def build_bundle(
     reading_keys = set()
     for leaf in leaves.values():
         kind, kid = _kind_and_key(leaf)
-        if kind == READING_KIND and kid is not None:
+        if kind in READING_KINDS and kid is not None:
             reading_keys.add(kid)
     for index in _key_entry_indices(log, reading_keys, anchor.size) - set(wanted):
         leaves[index] = log.entry(index)

@@ -13,7 +13,7 @@ that does not verify is a report with failed checks, never an exception. Checks:
 | inclusion[i]    | entry i's leaf hash, recomputed, is at index i of (anchor.size, root) |
 | keys            | `keys` lists exactly the meter keys of the bundle's meter.key entries |
 | entry[i]        | the entry's own content and signature, by its product's checker;     |
-|                 | kinds without a checker are "not-checked"                             |
+|                 | a kind without a checker FAILS (unknown kind)                         |
 | (bundle-level)  | a product's checks that need several entries at once (certificates:  |
 |                 | `attestation.certificates.check`)                                     |
 | contract        | anchor.contract is the contract the verifier pinned (not-checked when |
@@ -218,7 +218,14 @@ def _entry_checks(
             value = decoded[entry.index]
             checker = entry_checkers.get(value["kind"])
             if checker is None:
-                check = Check(name, NOT_CHECKED, f"no checker for kind {value['kind']!r}")
+                # An unknown kind fails (decision 95): a bundle cannot rest on an entry whose
+                # meaning this verifier does not know, or a forger would pick a new kind.
+                check = Check(
+                    name,
+                    FAILED,
+                    f"unknown entry kind {value['kind']!r}: this verifier cannot check what it "
+                    "says (a newer carbonledger may)",
+                )
             else:
                 try:
                     verdict = checker(EntryContext(entry.index, value, included[entry.index], keys))

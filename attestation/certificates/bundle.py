@@ -5,7 +5,8 @@ entries are everything a verifier needs to check the certificate offline with
 `attestation.certificates.check` (run by `carbonledger verify`):
 
 - the `issuer.key/1` entry declaring the credential's issuer DID;
-- the device's `device.registered/1` and `device.approved/1`;
+- the device's `device.registered/1` and `device.approved/1`, and each of its meters'
+  `meter.registered/1` (the registered capacity the plausibility check judges by);
 - the certificate's own entries and those of its ancestors (`certificate.issued/1` with
   each credential, `certificate.split/1`, and any transfers before a split), from
   `ledger.certificates.lifecycle.certificate_entry_indices`;
@@ -38,6 +39,7 @@ from ledger.certificates.lifecycle import (
 from ledger.certificates.rules import RecordNotFoundError
 from ledger.credentials.issuer import declared_issuers
 from ledger.log.store import LogError
+from ledger.meters.registration import get_meter
 from ledger.registry import Registry
 
 MAX_CERTIFICATE_BUNDLE_ENTRIES = MAX_BUILD_ENTRIES
@@ -68,7 +70,14 @@ def build_certificate_bundle(registry: Registry, certificate_id: str) -> ProofBu
     lineage = certificate_entry_indices(registry.database, certificate_id)
     evidence = _evidence_indices(credential)
     # Everything up to the issuance must be provable; later statements only if anchored.
-    required = {issuers[issuer], device.log_index, device.approved_log_index, *evidence}
+    meters = {get_meter(registry.database, meter).log_index for meter in device.meters}
+    required = {
+        issuers[issuer],
+        device.log_index,
+        device.approved_log_index,
+        *meters,
+        *evidence,
+    }
     required.update(index for index in lineage if index <= record.log_index)
     anchored = newest_anchored_size(registry.log)
     if anchored is None or anchored <= max(required):

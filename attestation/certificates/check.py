@@ -83,8 +83,15 @@ from ledger.certificates.rules import (
 from ledger.credentials.entries import ISSUER_KEY_KIND, issuer_declaration
 from ledger.log.entry_fields import EntryFormatError
 from ledger.log.merkle import leaf_hash
-from ledger.meters.entries import READING_KIND
-from ledger.times import format_utc, format_utc_date, parse_utc
+from ledger.meters.entries import (
+    METER_REGISTERED_KIND,
+    READING_KINDS,
+    ReadingEntry,
+    parse_meter_registration,
+    parse_reading,
+)
+from ledger.meters.plausibility import exceeds_capacity
+from ledger.times import format_utc, format_utc_date
 
 
 def _checker(kind: str, describe: Callable[[Mapping[str, Any]], str]) -> EntryChecker:
@@ -148,6 +155,13 @@ _ENTRY_CHECKERS: dict[str, EntryChecker] = {
 # --------------------------------------------------------------------- bundle checker
 
 
+class _Missing:
+    """No proven registration of the meter is in the bundle (not: registered without capacity)."""
+
+
+_MISSING = _Missing()
+
+
 class _FailedError(Exception):
     """One certificate check failed; `name` is the check, the message says why."""
 
@@ -177,6 +191,8 @@ class _Analysis:
         self.entries = {entry.index: entry for entry in context.bundle.entries}
         self.origin = context.bundle.checkpoint.split("\n", 1)[0]
         self.declared: dict[str, int] = {}
+        self.unlinked = 0
+        """Evidence intervals whose later reading is a `reading/1` (no prev to follow)."""
         for index, entry in context.decoded.items():
             if entry["kind"] == ISSUER_KEY_KIND and self._proven(index):
                 self.declared.setdefault(entry["did"], index)
@@ -336,7 +352,8 @@ class _Analysis:
             raise _FailedError(
                 "evidence", f"evidence is of log {target.log!r}, not {self.origin!r}"
             )
-        points: dict[str, list[ReadingPoint]] = {}
+        capacities: Mapping[str, int | None] = self._capacities(device)
+        readings: dict[str, list[tuple[ReadingEntry, bytes, int]]] = {}
         for index, expected_hash in target.readings:
             entry = self.entries.get(index)
             if entry is None or index not in self.context.decoded:
@@ -345,25 +362,27 @@ class _Analysis:
             if digest.hex() != expected_hash:
                 raise _FailedError("evidence", f"entry {index}'s leaf hash is not the credential's")
             value = self.context.decoded[index]
-            if value["kind"] != READING_KIND:
+            if value["kind"] not in READING_KINDS:
                 raise _FailedError("evidence", f"evidence entry {index} is a {value['kind']}")
             self._require_proven("evidence", index, f"evidence reading {index}")
-            payload = value["payload"]
-            meter = payload["meter"]
+            reading = parse_reading(value)
+            meter = reading.payload.meter
             if meter not in device.meters:
                 raise _FailedError(
                     "evidence", f"reading {index} is of meter {meter}, not the device's"
                 )
-            moment = parse_utc(payload["time"])
-            points.setdefault(meter, []).append(
-                ReadingPoint(meter, index, digest, moment, payload["exportWh"], False)
-            )
-        for meter, series in points.items():
-            series.sort(key=lambda point: point.time)
-            for earlier, later in itertools.pairwise(series):
-                if later.time <= earlier.time or later.export_wh < earlier.export_wh:
-                    raise _FailedError("evidence", f"readings of meter {meter} do not run forward")
+            readings.setdefault(meter, []).append((reading, digest, index))
+        points: dict[str, list[ReadingPoint]] = {}
+        for meter, series in readings.items():
+            series.sort(key=lambda item: item[0].time)
+            points[meter] = self._run(meter, series, capacities.get(meter, _MISSING))
         scan = hourly_production(points, target.hour_start, target.hour_start + HOUR)
+        if target.hour_start in scan.flagged_hours:
+            raise _FailedError(
+                "plausibility",
+                "an evidence reading exceeds its meter's registered capacity x interval x 1.1: "
+                "the hour is implausible and cannot be certified",
+            )
         hour = scan.hours.get(target.hour_start)
         metered = hour.metered_wh if hour is not None else 0
         if metered != target.metered_wh:
@@ -383,6 +402,65 @@ class _Analysis:
                 f"serials run to {target.serial_end:,} but only {metered:,} Wh were metered",
             )
         return metered, {meter: len(series) for meter, series in points.items()}
+
+    def _capacities(self, device: DeviceFacts) -> dict[str, int | None]:
+        """Each device meter's registered capacity, from its proven `meter.registered/1`."""
+        found: dict[str, int | None] = {}
+        for index, entry in self.context.decoded.items():
+            if entry["kind"] != METER_REGISTERED_KIND or entry.get("meter") not in device.meters:
+                continue
+            self._require_proven("plausibility", index, f"the registration of {entry['meter']}")
+            found[entry["meter"]] = parse_meter_registration(entry).capacity_w
+        return found
+
+    def _run(
+        self,
+        meter: str,
+        series: Sequence[tuple[ReadingEntry, bytes, int]],
+        capacity: int | _Missing | None,
+    ) -> list[ReadingPoint]:
+        """One meter's evidence readings as points, after the continuity and plausibility
+        checks: each names the one before it (`reading/2` prev), so none was left out, and
+        each interval's energy is judged against the registered capacity (the rule of
+        `ledger.meters.plausibility`, as ingestion flagged it)."""
+        if isinstance(capacity, _Missing):
+            raise _FailedError(
+                "plausibility",
+                f"the bundle holds no proven meter.registered/1 of meter {meter}, so the "
+                "plausibility of its readings cannot be judged",
+            )
+        result: list[ReadingPoint] = []
+        for position, (reading, digest, index) in enumerate(series):
+            implausible = False
+            if position:
+                before, before_digest, before_index = series[position - 1]
+                payload, previous = reading.payload, before.payload
+                if reading.time <= before.time or payload.export_wh < previous.export_wh:
+                    raise _FailedError("evidence", f"readings of meter {meter} do not run forward")
+                if not reading.chained:
+                    self.unlinked += 1
+                elif reading.prev is None or (reading.prev.index, reading.prev.leaf_hash) != (
+                    before_index,
+                    before_digest,
+                ):
+                    named = "none" if reading.prev is None else f"entry {reading.prev.index}"
+                    raise _FailedError(
+                        "continuity",
+                        f"reading {index} of meter {meter} follows {named}, not evidence "
+                        f"reading {before_index}: the evidence leaves readings out",
+                    )
+                implausible = exceeds_capacity(
+                    capacity,
+                    reading.time - before.time,
+                    payload.import_wh - previous.import_wh,
+                    payload.export_wh - previous.export_wh,
+                )
+            result.append(
+                ReadingPoint(
+                    meter, index, digest, reading.time, reading.payload.export_wh, implausible
+                )
+            )
+        return result
 
     # ---- lineage
 
@@ -572,6 +650,32 @@ def check_certificate(context: BundleContext) -> BundleFindings:
                 PASSED,
                 f"{_meters_words(per_meter)} show {metered:,} Wh metered in the hour, "
                 f"covering serials up to {target.serial_end:,}",
+            )
+        )
+        intervals = sum(per_meter.values()) - len(per_meter)
+        if analysis.unlinked:
+            checks.append(
+                Check(
+                    "continuity",
+                    NOT_CHECKED,
+                    f"{analysis.unlinked} of {intervals} evidence interval(s) end in a reading/1, "
+                    "which names no previous reading: that none was left out is not shown",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    "continuity",
+                    PASSED,
+                    f"each of the {intervals} evidence interval(s) is a reading naming the one "
+                    "before it: no reading of the span is left out",
+                )
+            )
+        checks.append(
+            Check(
+                "plausibility",
+                PASSED,
+                "no evidence interval exceeds its meter's registered capacity x interval x 1.1",
             )
         )
         step = "lineage"

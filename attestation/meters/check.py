@@ -6,8 +6,12 @@
 |           | entries (a convenience index; trust comes from the proven entries)     |
 | entry[i]  | `meter.key/1`: key id, algorithm and key agree;                        |
 |           | `meter.key-revoked/1`: revokes a key this bundle proves;               |
-|           | `reading/1`: signed by a proven key of its meter, registered before   |
-|           | the reading, valid at its time and not revoked at it                   |
+|           | `reading/1`, `reading/2`, `reading.ocmf/1`, `reading.ocmf/2`: signed   |
+|           | by a proven key of its meter, registered before the reading, valid at  |
+|           | its time and not revoked at it; an OCMF record is verified from its    |
+|           | own signed bytes and its `payload` must be the record's mapping        |
+|           | `reading.equivocation/1`: the conflicting reading is signed by a       |
+|           | proven key of the meter                                                |
 
 Meter keys are trusted only as proven log entries (`meter.key/1` with a passing inclusion
 check), never because the `keys` member names them. A revocation is honoured when its
@@ -22,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
-
 from attestation.bundles.format import ProofBundle
 from attestation.bundles.report import (
     FAILED,
@@ -36,14 +38,19 @@ from attestation.bundles.report import (
 )
 from ledger.log.entry_fields import EntryFormatError
 from ledger.meters.entries import (
+    EQUIVOCATION_KIND,
     METER_KEY_KIND,
     METER_KEY_REVOKED_KIND,
-    READING_KIND,
+    METER_REGISTERED_KIND,
+    READING_KINDS,
+    ReadingVerificationError,
+    parse_equivocation,
     parse_key_revocation,
     parse_meter_key,
-    parse_reading_entry,
+    parse_meter_registration,
+    parse_reading,
+    verify_reading,
 )
-from ledger.meters.readings import ReadingFormatError, ReadingSignatureError, verify_signed_reading
 from ledger.times import format_utc
 
 
@@ -54,6 +61,17 @@ def _check_meter_key(context: EntryContext) -> Verdict:
         return Verdict(FAILED, f"{METER_KEY_KIND}: {exc}")
     # A registration is not signed by anyone: the log proves who registered it, and when.
     return Verdict(PASSED, f"{METER_KEY_KIND}: key {key.key_id} ({key.alg}) of meter {key.meter}")
+
+
+def _check_meter_registered(context: EntryContext) -> Verdict:
+    try:
+        meter = parse_meter_registration(context.entry)
+    except EntryFormatError as exc:
+        return Verdict(FAILED, f"{METER_REGISTERED_KIND}: {exc}")
+    capacity = "no capacity" if meter.capacity_w is None else f"capacity {meter.capacity_w:,} W"
+    return Verdict(
+        PASSED, f"{METER_REGISTERED_KIND}: {meter.role} meter {meter.meter} ({capacity})"
+    )
 
 
 def _check_key_revoked(context: EntryContext) -> Verdict:
@@ -71,18 +89,22 @@ def _check_key_revoked(context: EntryContext) -> Verdict:
 
 
 def _check_reading(context: EntryContext) -> Verdict:
+    """Every reading kind: a proven key of its meter, valid at its time, signed it (an OCMF
+    record from its own signed bytes, and the payload is the record's mapping)."""
+    kind = context.entry.get("kind")
     try:
-        kid, reading = parse_reading_entry(context.entry)
+        reading = parse_reading(context.entry)
     except EntryFormatError as exc:
-        return Verdict(FAILED, f"{READING_KIND}: {exc}")
+        return Verdict(FAILED, f"{kind}: {exc}")
     payload = reading.payload
+    kid = reading.key_id
     key = context.keys.get(kid)
-    where = f"{READING_KIND} meter {payload.meter} seq {payload.seq}"
+    where = f"{kind} meter {payload.meter} seq {payload.seq}"
     if key is None:
         return Verdict(
             FAILED, f"{where}: key {kid} has no meter.key/1 entry with a verified proof here"
         )
-    moment = int(payload.time.timestamp())
+    moment = reading.time
     problem = None
     if key.meter != payload.meter:
         problem = f"key {kid} belongs to meter {key.meter}"
@@ -97,23 +119,46 @@ def _check_reading(context: EntryContext) -> Verdict:
     if problem is not None:
         return Verdict(FAILED, f"{where}: {problem}")
     try:
-        verify_signed_reading(reading, key.spki)
-    except (ReadingSignatureError, ReadingFormatError, UnsupportedAlgorithm) as exc:
+        verify_reading(reading, key.spki)
+    except ReadingVerificationError as exc:
         return Verdict(FAILED, f"{where}: {exc}")
     revocation = "no revocation in bundle" if key.revoked_from is None else "before its revocation"
+    signed = "OCMF record signature" if reading.ocmf is not None else f"{key.alg} signature"
     return Verdict(
         PASSED,
-        f"{where}: {reading.alg} signature by key {kid} (registered at index {key.index}; "
-        f"{revocation})",
+        f"{where}: {signed} by key {kid} (registered at index {key.index}; {revocation})",
+    )
+
+
+def _check_equivocation(context: EntryContext) -> Verdict:
+    """Both envelopes of an equivocation are signed by proven keys of the meter, for one seq."""
+    try:
+        evidence = parse_equivocation(context.entry)
+    except EntryFormatError as exc:
+        return Verdict(FAILED, f"{EQUIVOCATION_KIND}: {exc}")
+    key = context.keys.get(evidence.key_id)
+    where = f"{EQUIVOCATION_KIND} meter {evidence.meter} seq {evidence.seq}"
+    if key is None or key.meter != evidence.meter:
+        return Verdict(FAILED, f"{where}: key {evidence.key_id} of the meter is not proven here")
+    try:
+        verify_reading(evidence.conflicting, key.spki)
+    except ReadingVerificationError as exc:
+        return Verdict(FAILED, f"{where}: the conflicting reading: {exc}")
+    return Verdict(
+        PASSED,
+        f"{where}: a second signed reading of the seq accepted at index "
+        f"{evidence.accepted.index}, signed by key {evidence.key_id}",
     )
 
 
 METERS = Product(
     name="meters",
     entry_checkers={
+        METER_REGISTERED_KIND: _check_meter_registered,
         METER_KEY_KIND: _check_meter_key,
         METER_KEY_REVOKED_KIND: _check_key_revoked,
-        READING_KIND: _check_reading,
+        **{kind: _check_reading for kind in READING_KINDS},
+        EQUIVOCATION_KIND: _check_equivocation,
     },
 )
 

@@ -77,7 +77,22 @@ from ledger.credentials.entries import ISSUER_KEY_KIND
 from ledger.log.entry_fields import EntryFormatError, integer, text
 from ledger.log.merkle import EMPTY_ROOT, fold_range, leaf_hash, node_hash
 from ledger.log.store import MAX_ENTRIES_PER_READ, Log
-from ledger.meters.entries import METER_REGISTERED_KIND, OCMF_READING_KIND, READING_KIND
+from ledger.meters.entries import (
+    EQUIVOCATION_KIND,
+    METER_KEY_KIND,
+    METER_KEY_REVOKED_KIND,
+    METER_REGISTERED_KIND,
+    READING_KINDS,
+    PreviousReading,
+    ReadingEntry,
+    ReadingVerificationError,
+    check_reading_bytes,
+    parse_equivocation,
+    parse_key_revocation,
+    parse_meter_key,
+    parse_reading,
+    verify_reading,
+)
 from ledger.meters.plausibility import exceeds_capacity
 from ledger.times import UtcTimeError, format_utc, parse_utc
 
@@ -176,11 +191,24 @@ class _ProblemError(ValueError):
 
 
 @dataclass(slots=True)
+class _Key:
+    spki: bytes
+    valid_from: int
+    revoked_from: int | None = None
+
+
+@dataclass(slots=True)
 class _Meter:
     organisation: str
     capacity_w: int | None
     keeps_readings: bool
     device: str | None = None
+    keys: dict[str, _Key] = field(default_factory=dict)
+    last: PreviousReading | None = None
+    """The newest reading (index, leaf hash): what the next `reading/2` must name."""
+    seqs: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    """seq → (index, leaf hash) of each reading, for equivocation entries."""
+    last_seq: int | None = None
     last_time: int | None = None
     last_import: int = 0
     last_export: int = 0
@@ -284,6 +312,7 @@ class Replay:
         self._accounts: dict[str, str] = {}
         self._pending: dict[str, _PendingChild] = {}
         self._leaf_hash = b""
+        self._leaf = b""
 
     # ------------------------------------------------------------------ feeding
 
@@ -291,6 +320,7 @@ class Replay:
         if index != self.report.size:
             raise ValueError(f"entries are fed in order: expected index {self.report.size}")
         self._leaf_hash = leaf_hash(leaf)
+        self._leaf = leaf
         self._push_leaf(self._leaf_hash)
         self.report.size += 1
         try:
@@ -308,7 +338,12 @@ class Replay:
         self.report.kinds[kind if known else "(other)"] += 1
         handler = _HANDLERS.get(kind)
         if handler is None:
-            return  # kinds outside the certificate rules (points.*, passport.*, ...)
+            # An entry the audit cannot read is a finding (decision 97): the registry writes
+            # no kind its own audit does not know, and a forger would pick a new one.
+            self.report.add(
+                Violation(index, "unknown-kind", f"the audit knows no entry kind {kind!r}")
+            )
+            return
         try:
             handler(self, index, entry)
         except _ProblemError as problem:
@@ -370,23 +405,100 @@ class Replay:
             entry.get("role") != "consumption",
         )
 
+    def _meter_key(self, index: int, entry: dict[str, Any]) -> None:
+        try:
+            key = parse_meter_key(entry)
+        except EntryFormatError as exc:
+            raise _ProblemError("malformed-entry", f"{METER_KEY_KIND}: {exc}") from None
+        meter = self._meters.get(key.meter)
+        if meter is None:
+            raise _ProblemError("key-meter", f"key {key.key_id} of {key.meter!r}, never registered")
+        if key.organisation != meter.organisation:
+            raise _ProblemError("key-meter", f"key {key.key_id} is registered by another owner")
+        if any(key.key_id in other.keys for other in self._meters.values()):
+            raise _ProblemError("duplicate-key", f"key {key.key_id} was registered before")
+        meter.keys[key.key_id] = _Key(key.spki, key.valid_from)
+
+    def _key_revoked(self, index: int, entry: dict[str, Any]) -> None:
+        try:
+            revocation = parse_key_revocation(entry)
+        except EntryFormatError as exc:
+            raise _ProblemError("malformed-entry", f"{METER_KEY_REVOKED_KIND}: {exc}") from None
+        meter = self._meters.get(revocation.meter)
+        key = meter.keys.get(revocation.key_id) if meter is not None else None
+        if meter is None or key is None:
+            raise _ProblemError(
+                "key-unknown",
+                f"revocation of key {revocation.key_id} of {revocation.meter!r}, never registered",
+            )
+        if revocation.organisation != meter.organisation:
+            raise _ProblemError("key-meter", f"key {revocation.key_id} revoked by another owner")
+        if key.revoked_from is None or revocation.revoked_from < key.revoked_from:
+            key.revoked_from = revocation.revoked_from
+
+    def _signed_by(self, meter_id: str, meter: _Meter, reading: ReadingEntry) -> None:
+        """The reading is signed by a key of its meter registered before it and valid at
+        its time, as ingestion required when it accepted it."""
+        kid = reading.key_id
+        key = meter.keys.get(kid)
+        if key is None:
+            raise _ProblemError(
+                "reading-key", f"reading of {meter_id!r} names key {kid}, not registered before"
+            )
+        moment = reading.time
+        if moment < key.valid_from:
+            raise _ProblemError(
+                "reading-key", f"key {kid} is valid only from {format_utc(key.valid_from)}"
+            )
+        if key.revoked_from is not None and moment >= key.revoked_from:
+            raise _ProblemError(
+                "reading-key",
+                f"key {kid} was revoked from {format_utc(key.revoked_from)} before this reading",
+            )
+        try:
+            verify_reading(reading, key.spki)
+        except ReadingVerificationError as exc:
+            rule = "ocmf-mapping" if "mapping" in str(exc) else "reading-signature"
+            raise _ProblemError(
+                rule, f"reading of {meter_id!r} seq {reading.payload.seq}: {exc}"
+            ) from None
+
     def _reading(self, index: int, entry: dict[str, Any]) -> None:
-        payload = entry.get("payload")
-        if not isinstance(payload, dict):
-            raise _ProblemError("malformed-entry", "the reading has no payload object")
-        meter_id = _text(payload, "meter", "the reading payload")
+        try:
+            reading = parse_reading(entry)
+        except EntryFormatError as exc:
+            raise _ProblemError("malformed-entry", f"{entry['kind']}: {exc}") from None
+        try:
+            check_reading_bytes(entry, self._leaf)
+        except EntryFormatError as exc:
+            raise _ProblemError("reading-bytes", str(exc)) from None
+        payload = reading.payload
+        meter_id = payload.meter
         meter = self._meters.get(meter_id)
         if meter is None:
             raise _ProblemError("reading-meter", f"reading of meter {meter_id!r}, never registered")
-        moment = _epoch(payload.get("time"), "the reading time")
-        imported = _integer(payload, "importWh", "the reading")
-        exported = _integer(payload, "exportWh", "the reading")
+        self._signed_by(meter_id, meter, reading)
+        if reading.chained and reading.prev != meter.last:
+            named = "none" if reading.prev is None else f"entry {reading.prev.index}"
+            actual = "none" if meter.last is None else f"entry {meter.last.index}"
+            raise _ProblemError(
+                "reading-continuity",
+                f"reading of {meter_id!r} names {named} as its previous reading; the meter's "
+                f"previous reading is {actual}",
+            )
+        moment = reading.time
+        imported, exported = payload.import_wh, payload.export_wh
         implausible = False
+        if meter.last_seq is not None and payload.seq <= meter.last_seq:
+            raise _ProblemError(
+                "reading-order", f"reading of {meter_id!r} seq {payload.seq} is not increasing"
+            )
         if meter.last_time is not None:
             if moment <= meter.last_time:
                 raise _ProblemError(
                     "reading-order",
-                    f"reading of {meter_id!r} at {payload['time']} is not after its previous one",
+                    f"reading of {meter_id!r} at {format_utc(moment)} is not after its "
+                    "previous one",
                 )
             if imported < meter.last_import or exported < meter.last_export:
                 raise _ProblemError("reading-order", f"a register of {meter_id!r} decreased")
@@ -397,12 +509,39 @@ class Replay:
                 exported - meter.last_export,
             )
         meter.last_time, meter.last_import, meter.last_export = moment, imported, exported
+        meter.last_seq = payload.seq
+        meter.last = PreviousReading(index, self._leaf_hash)
+        meter.seqs[payload.seq] = (index, self._leaf_hash)
         if meter.keeps_readings:
             meter.times.append(moment)
             meter.exports.append(exported)
             meter.indices.append(index)
             meter.flags.append(implausible)
             meter.hashes += self._leaf_hash
+
+    def _equivocation(self, index: int, entry: dict[str, Any]) -> None:
+        try:
+            evidence = parse_equivocation(entry)
+        except EntryFormatError as exc:
+            raise _ProblemError("malformed-entry", f"{EQUIVOCATION_KIND}: {exc}") from None
+        meter = self._meters.get(evidence.meter)
+        if meter is None:
+            raise _ProblemError("equivocation", f"meter {evidence.meter!r} was never registered")
+        accepted = meter.seqs.get(evidence.seq)
+        if accepted != (evidence.accepted.index, evidence.accepted.leaf_hash):
+            raise _ProblemError(
+                "equivocation",
+                f"entry {evidence.accepted.index} is not the accepted reading of "
+                f"{evidence.meter!r} seq {evidence.seq}",
+            )
+        for reading in (evidence.accepted_reading, evidence.conflicting):
+            key = meter.keys.get(reading.key_id)
+            if key is None:
+                raise _ProblemError("equivocation", f"key {reading.key_id} is not the meter's")
+            try:
+                verify_reading(reading, key.spki)
+            except ReadingVerificationError as exc:
+                raise _ProblemError("equivocation", f"a reading does not verify: {exc}") from None
 
     def _device_registered(self, index: int, entry: dict[str, Any]) -> None:
         device = _text(entry, "device", DEVICE_REGISTERED_KIND)
@@ -846,8 +985,10 @@ class Replay:
 _HANDLERS: dict[str, Any] = {
     ISSUER_KEY_KIND: Replay._issuer_key,
     METER_REGISTERED_KIND: Replay._meter_registered,
-    READING_KIND: Replay._reading,
-    OCMF_READING_KIND: Replay._reading,
+    METER_KEY_KIND: Replay._meter_key,
+    METER_KEY_REVOKED_KIND: Replay._key_revoked,
+    **dict.fromkeys(READING_KINDS, Replay._reading),
+    EQUIVOCATION_KIND: Replay._equivocation,
     DEVICE_REGISTERED_KIND: Replay._device_registered,
     ACCOUNT_OPENED_KIND: Replay._account_opened,
     ISSUED_KIND: Replay._issued,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from ledger.log.canonical import parse_entry
 from ledger.log.models import LogEntry
-from ledger.meters.entries import OCMF_READING_KIND
+from ledger.meters.entries import OCMF_READING_KINDS
 from ledger.meters.intervals import IntervalEnergy, Segment, check_range, split_energy
 from ledger.meters.models import Reading
 from ledger.storage.db import Database
@@ -115,7 +115,7 @@ def meter_readings(
         # An OCMF reading's "envelope" is its record, verbatim (decision 31).
         envelope = (
             {"ocmf": leaf["ocmf"]}
-            if leaf["kind"] == OCMF_READING_KIND
+            if leaf["kind"] in OCMF_READING_KINDS
             else {"payload": leaf["payload"], "alg": leaf["alg"], "sig": leaf["sig"]}
         )
         page.append(

@@ -2,7 +2,8 @@
 
 One function, `ingest`, serves the HTTP API and the CLI import alike. Outcomes:
 
-- `accepted`: a `reading` row and its `reading/1` leaf were committed; `index` is the leaf.
+- `accepted`: a `reading` row and its `reading/2` leaf (which names the meter's previous
+  reading) were committed; `index` is the leaf.
   `implausible` is set when the interval energy exceeds capacity x interval x 1.1; such a
   reading is kept (metered data is never dropped) but never counts for issuance.
 - `duplicate`: this meter already has this `seq` with the same signed payload; nothing was
@@ -35,7 +36,7 @@ registered ES256 (P-256) key and mapped to the same reading model, so every rule
 applies to them unchanged: `meter` is `MS` (else `GS`), `seq` is the `PG` pagination
 counter, `time` is the `TM` of the record's last energy reading (cut to whole seconds),
 `importWh`/`exportWh` are the last import/export register values in whole Wh (0 when the
-record has no export register). The leaf is `reading.ocmf/1` and holds the record verbatim;
+record has no export register). The leaf is `reading.ocmf/2` and holds the record verbatim;
 a duplicate is the same record bytes again.
 
 How a batch commits: signatures are verified first, outside the log's writer lock,
@@ -51,7 +52,6 @@ submission sees the first one's rows: exactly one of them is accepted.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,14 +62,20 @@ from typing import Any, Literal
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from ledger.log.canonical import canonical_entry
-from ledger.log.store import Log, LogTransaction
-from ledger.meters.entries import OCMF_READING_KIND, READING_KIND
+from ledger.log.canonical import canonical_entry, parse_entry
+from ledger.log.merkle import leaf_hash
+from ledger.log.models import LogEntry
+from ledger.log.store import Log, LogTransaction, stored_leaf_hashes
+from ledger.meters.entries import (
+    EQUIVOCATION_KIND,
+    OCMF_READING_V2_KIND,
+    READING_V2_KIND,
+    PreviousReading,
+)
 from ledger.meters.models import Meter, MeterKey, Reading, ReadingEvidence
-from ledger.meters.ocmf import OcmfError, OcmfRecord, ocmf_readings, parse_ocmf, verify_ocmf
+from ledger.meters.ocmf import OcmfError, OcmfRecord, ocmf_mapping, parse_ocmf, verify_ocmf
 from ledger.meters.plausibility import exceeds_capacity
 from ledger.meters.readings import (
-    MAX_REGISTER_WH,
     MeterPublicKey,
     ReadingFormatError,
     ReadingPayload,
@@ -170,6 +176,8 @@ class _MeterState:
     last_import_wh: int | None
     last_export_wh: int | None
     changed: bool = False
+    last_link: PreviousReading | None = None
+    """The newest accepted reading (index, leaf hash): the next reading's `prev`."""
 
 
 @dataclass(slots=True)
@@ -264,33 +272,17 @@ def _parse_ocmf(position: int, text: str) -> _Item | ItemResult:
                 detail=f"OCMF records are accepted for ECDSA-{OCMF_CURVE}-{OCMF_HASH} "
                 f"(ES256 meter keys) only; this one is signed with {signature.algorithm}",
             )
-        pagination = record.pagination
-        if pagination is None:
-            raise OcmfError("malformed", "PG (the pagination counter, used as seq) is missing")
-        readings = ocmf_readings(record)
+        mapping = ocmf_mapping(record)
     except OcmfError as exc:
         reason = Reason.UNSUPPORTED_FORMAT if exc.reason in _OCMF_UNSUPPORTED else Reason.MALFORMED
         return ItemResult("rejected", meter=meter, reason=reason, detail=f"OCMF {exc}")
-    imports = [reading for reading in readings if reading.register == "import"]
-    exports = [reading for reading in readings if reading.register == "export"]
-    seq = pagination[1]
-    problem = None
-    if not imports:
-        problem = "the record has no import energy register reading (OBIS 1-0:1.8.x in kWh/Wh)"
-    elif seq > MAX_REGISTER_WH:
-        problem = f"PG counter {seq} is out of range"
-    if problem is not None:
-        return ItemResult(
-            "rejected", meter=meter, reason=Reason.MALFORMED, detail=f"OCMF {problem}"
-        )
-    # Whole seconds, cut rather than rounded: a reading never moves later than the meter said.
-    moment = math.floor(max(imports + exports, key=lambda r: r.time).time.timestamp())
+    moment = mapping.time
     payload = ReadingPayload(
-        meter=record.meter_id,
-        seq=seq,
+        meter=mapping.meter,
+        seq=mapping.seq,
         time=datetime.fromtimestamp(moment, UTC),
-        import_wh=imports[-1].wh,
-        export_wh=exports[-1].wh if exports else 0,
+        import_wh=mapping.import_wh,
+        export_wh=mapping.export_wh,
     )
     return _Item(
         position=position,
@@ -382,22 +374,53 @@ def _existing_readings(
     return found
 
 
-def reading_leaf(reading: SignedReading, message: bytes, kid: str) -> bytes:
-    """JCS of `{"kind": "reading/1", "keyId", "payload", "alg", "sig"}`, assembled directly.
+def _load_last_links(session: Session, meters: Mapping[str, _MeterState]) -> None:
+    """Each meter's newest accepted reading as (index, stored leaf hash), for `prev`."""
+    newest = sorted(
+        (meter, state.last_seq) for meter, state in meters.items() if state.last_seq is not None
+    )
+    indices: dict[str, int] = {}
+    for first in range(0, len(newest), _METERS_PER_LOOKUP):
+        condition = or_(
+            *(
+                and_(Reading.meter_id == meter, Reading.seq == seq)
+                for meter, seq in newest[first : first + _METERS_PER_LOOKUP]
+            )
+        )
+        for row in session.execute(select(Reading.meter_id, Reading.log_index).where(condition)):
+            indices[row.meter_id] = row.log_index
+    hashes = stored_leaf_hashes(session, indices.values())
+    for meter, index in indices.items():
+        meters[meter].last_link = PreviousReading(index, hashes[index])
+
+
+def reading_leaf(
+    reading: SignedReading, message: bytes, kid: str, prev: PreviousReading | None
+) -> bytes:
+    """JCS of `{"kind": "reading/2", "keyId", "payload", "alg", "sig", "prev"}`, assembled
+    directly.
 
     The payload's canonical bytes are already at hand (they were verified), and every other
-    member is plain ASCII (fixed names, hex, base64url) that JCS leaves unescaped, so the
-    members can be joined in JCS key order instead of canonicalising again. A test checks
-    the result against `canonical_entry`.
+    member is plain ASCII (fixed names, hex, base64url, integers) that JCS leaves unescaped,
+    so the members can be joined in JCS key order instead of canonicalising again. The
+    payload is spliced in as the very bytes the signature covers (decision 94). A test
+    checks the result against `canonical_entry`.
     """
+    link = (
+        b"null"
+        if prev is None
+        else b'{"index":%d,"leafHash":"%s"}' % (prev.index, prev.leaf_hash.hex().encode())
+    )
     return b"".join(
         (
             b'{"alg":"',
             reading.alg.encode(),
             b'","keyId":"',
             kid.encode(),
-            b'","kind":"' + READING_KIND.encode() + b'","payload":',
+            b'","kind":"' + READING_V2_KIND.encode() + b'","payload":',
             message,
+            b',"prev":',
+            link,
             b',"sig":"',
             b64url(reading.signature).encode(),
             b'"}',
@@ -405,17 +428,18 @@ def reading_leaf(reading: SignedReading, message: bytes, kid: str) -> bytes:
     )
 
 
-def ocmf_leaf(item: _Item, kid: str) -> bytes:
-    """`reading.ocmf/1`: the record verbatim (any OCMF tool re-verifies it) beside its
+def ocmf_leaf(item: _Item, kid: str, prev: PreviousReading | None) -> bytes:
+    """`reading.ocmf/2`: the record verbatim (any OCMF tool re-verifies it) beside its
     mapping, so readers and energy queries need no OCMF parser. Not the hot path: the
     general canonicaliser builds it."""
     assert item.ocmf is not None
     return canonical_entry(
         {
-            "kind": OCMF_READING_KIND,
+            "kind": OCMF_READING_V2_KIND,
             "keyId": kid,
             "payload": item.reading.payload.to_json(),
             "ocmf": item.ocmf.text,
+            "prev": None if prev is None else prev.to_json(),
         }
     )
 
@@ -549,6 +573,7 @@ class _Batch:
             if state is not None and state.last_seq is not None and payload.seq <= state.last_seq:
                 wanted[payload.meter].add(payload.seq)
         self.existing = _existing_readings(self.session, wanted)
+        _load_last_links(self.session, self.meters)
 
     def decide(self, item: _Item) -> ItemResult:
         payload = item.reading.payload
@@ -585,15 +610,55 @@ class _Batch:
                     "received_at": self.received_at,
                 }
             )
+            self.leaves.append(self._equivocation_leaf(item, earlier[1]))
+            evidence_index = self.first_index + len(self.leaves) - 1
             return reject(
                 Reason.EQUIVOCATION,
                 f"seq {payload.seq} was already accepted with a different payload "
-                f"(log index {earlier[1]}); this envelope is kept as evidence",
+                f"(log index {earlier[1]}); both signed readings are kept as evidence "
+                f"(a {EQUIVOCATION_KIND} entry at log index {evidence_index})",
             )
         problem = self._sequence_problem(state, item)
         if problem is not None:
             return reject(*problem)
         return self._accept(state, item, digest)
+
+    def _equivocation_leaf(self, item: _Item, accepted_index: int) -> bytes:
+        """`reading.equivocation/1` (decision 98): both signed readings of the seq, in the log,
+        so the evidence outlives any table the operator could empty."""
+        assert item.key_id is not None
+        offset = accepted_index - self.first_index
+        accepted_leaf = (
+            self.leaves[offset]
+            if offset >= 0
+            else self.session.execute(
+                select(LogEntry.data).where(LogEntry.idx == accepted_index)
+            ).scalar_one()
+        )
+        accepted = parse_entry(accepted_leaf)
+        accepted_reading = (
+            {"ocmf": accepted["ocmf"]}
+            if "ocmf" in accepted
+            else {"payload": accepted["payload"], "alg": accepted["alg"], "sig": accepted["sig"]}
+        )
+        payload = item.reading.payload
+        return canonical_entry(
+            {
+                "kind": EQUIVOCATION_KIND,
+                "meter": payload.meter,
+                "seq": payload.seq,
+                "accepted": {
+                    "index": accepted_index,
+                    "leafHash": leaf_hash(accepted_leaf).hex(),
+                    "keyId": accepted["keyId"],
+                    "reading": accepted_reading,
+                },
+                "keyId": item.key_id,
+                "conflicting": {"ocmf": item.ocmf.text}
+                if item.ocmf is not None
+                else item.reading.to_json(),
+            }
+        )
 
     def _key_problem(self, state: _MeterState, item: _Item) -> tuple[Reason, str] | None:
         """Ownership and the signing key (the revocation check comes after duplicates)."""
@@ -649,11 +714,13 @@ class _Batch:
         assert item.key_id is not None
         implausible = _implausible(state, item)
         index = self.first_index + len(self.leaves)
-        self.leaves.append(
-            ocmf_leaf(item, item.key_id)
+        leaf = (
+            ocmf_leaf(item, item.key_id, state.last_link)
             if item.ocmf is not None
-            else reading_leaf(item.reading, item.message, item.key_id)
+            else reading_leaf(item.reading, item.message, item.key_id, state.last_link)
         )
+        self.leaves.append(leaf)
+        state.last_link = PreviousReading(index, leaf_hash(leaf))
         self.rows.append(
             {
                 "meter_id": payload.meter,
@@ -682,7 +749,9 @@ class _Batch:
         if self.leaves:
             indices = tx.extend_canonical(self.leaves)
             # Every accepted row points at its own new leaf; no leaf is counted twice.
-            assert [row["log_index"] for row in self.rows] == list(indices)
+            # (Equivocation entries sit between them: leaves without a reading row.)
+            assert {row["log_index"] for row in self.rows} <= set(indices)
+        if self.rows:
             # Core executemany: the ORM's bulk path costs more than the insert itself here.
             self.session.connection().execute(insert(Reading.metadata.tables["reading"]), self.rows)
             self.session.execute(

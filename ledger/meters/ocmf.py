@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -475,3 +476,45 @@ def _optional_text(entry: Mapping[str, Any], field: str, position: int) -> str |
     if value is not None and not isinstance(value, str):
         raise OcmfError("malformed", f"RD[{position}].{field} must be a string")
     return value
+
+
+# --------------------------------------------------------------------------- the mapping
+
+
+@dataclass(frozen=True, slots=True)
+class OcmfMapping:
+    """An OCMF record in DESIGN §4.3 terms (decision 31): what its log leaf's `payload` is."""
+
+    meter: str
+    seq: int
+    time: int
+    """Epoch seconds of the record's last energy reading, cut to whole seconds."""
+    import_wh: int
+    export_wh: int
+
+
+def ocmf_mapping(record: OcmfRecord) -> OcmfMapping:
+    """The one mapping of a record to a reading, run by ingestion, the audit and the verifier.
+
+    `meter` is `MS` (else `GS`), `seq` the `PG` counter, `time` the `TM` of the last energy
+    reading (cut, so a reading never moves later than the meter said), the registers the
+    last import/export values in whole Wh (0 without an export register). Raises OcmfError.
+    """
+    pagination = record.pagination
+    if pagination is None:
+        raise OcmfError("malformed", "PG (the pagination counter, used as seq) is missing")
+    readings = ocmf_readings(record)
+    imports = [reading for reading in readings if reading.register == "import"]
+    exports = [reading for reading in readings if reading.register == "export"]
+    seq = pagination[1]
+    if not imports:
+        raise OcmfError(
+            "malformed",
+            "the record has no import energy register reading (OBIS 1-0:1.8.x in kWh/Wh)",
+        )
+    if seq > MAX_REGISTER_WH:
+        raise OcmfError("malformed", f"PG counter {seq} is out of range")
+    moment = math.floor(max(imports + exports, key=lambda r: r.time).time.timestamp())
+    return OcmfMapping(
+        record.meter_id, seq, moment, imports[-1].wh, exports[-1].wh if exports else 0
+    )

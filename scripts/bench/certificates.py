@@ -657,7 +657,7 @@ def _signatures_in(bundle: Any) -> dict[str, int]:
     for entry in bundle.entries:
         value = json.loads(entry.leaf_bytes())
         kind = value.get("kind") if isinstance(value, dict) else None
-        if kind in ("reading/1", "reading.ocmf/1"):
+        if kind in ("reading/1", "reading.ocmf/1", "reading/2", "reading.ocmf/2"):
             counted[f"{kind} (meter signature)"] += 1
         elif kind == "certificate.issued/1":
             counted[f"{kind} (credential proof)"] += 1

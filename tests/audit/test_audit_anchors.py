@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from audit_support import filler_entry
 
 from attestation.anchoring.anchor import anchor_now
 from attestation.anchoring.audit import audit_anchors
@@ -27,7 +28,7 @@ def contract() -> Iterator[CarbonAnchor]:
 
 
 def _notes(registry: Registry, count: int) -> None:
-    registry.log.append([{"kind": "note/1", "n": n} for n in range(count)])
+    registry.log.append([filler_entry() for _ in range(count)])
 
 
 def test_honest_anchors_match(registry: Registry, contract: CarbonAnchor) -> None:

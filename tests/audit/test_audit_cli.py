@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from audit_support import at_text, plant_statement
+from audit_support import at_text, filler_entry, plant_statement
 from certificate_support import Scenario, issue_all, producer_scenario
 from meter_support import T0
 from typer.testing import CliRunner, Result
@@ -176,7 +176,7 @@ def test_embedded_chain_anchors_are_compared(
         deploy_and_record(chain, registry_settings.data_dir)
         contract = resolve_contract(chain, ChainSettings(), registry_settings.data_dir)
         anchor_now(registry.log, contract, poll_interval=0.01)
-        registry.log.append([{"kind": "note/1", "text": "after the anchor"}])
+        registry.log.append([filler_entry()])
         anchor_now(registry.log, contract, poll_interval=0.01)
     finally:
         chain.close()

@@ -15,6 +15,7 @@ import pytest
 from audit_support import (
     assert_agrees,
     at_text,
+    filler_entry,
     hour_production,
     plant,
     plant_statement,
@@ -38,6 +39,7 @@ from ledger.certificates.lifecycle import (
 )
 from ledger.certificates.rules import HOUR, RetirementPurpose
 from ledger.credentials.data_integrity import did_key, public_bytes, sign_statement
+from ledger.log.canonical import canonical_entry
 from ledger.meters.entries import GridRegion
 from ledger.registry import Registry, initialise_registry
 from ledger.settings import LedgerSettings
@@ -320,12 +322,14 @@ def test_a_leaf_changed_in_storage_breaks_the_tree_root(
     sqlite_registry: Registry, issued: tuple[Scenario, IssuanceResult]
 ) -> None:
     registry = sqlite_registry
-    # A kind outside the rules, so the change shows in the tree alone.
-    index = plant(registry, {"kind": "note/1", "text": "as written"})
+    # An entry no rule depends on, so the change shows in the tree alone.
+    entry = filler_entry()
+    index = plant(registry, entry)
     size = registry.log.head().size
+    rewritten = canonical_entry({**entry, "organisation": "rewritten"})
     with registry.database.write() as session:
         session.execute(
             text("UPDATE log_entry SET data = :data WHERE idx = :idx"),
-            {"data": b'{"kind":"note/1","text":"rewritten"}', "idx": index},
+            {"data": rewritten, "idx": index},
         )
     _only(registry, size, "tree-root", f"root at size {size}")

@@ -155,7 +155,7 @@ def test_bundle_verification_is_measured_or_explained(result: dict[str, Any]) ->
         assert 0 < verification["min_ms"] <= verification["median_ms"] <= verification["max_ms"]
         kinds = verification["entry_kinds"]
         assert kinds["certificate.issued/1"] == 1 and kinds["certificate.retired/1"] == 1
-        assert kinds["reading/1"] >= 2  # the evidence readings bounding the hour
+        assert kinds["reading/2"] >= 2  # the evidence readings bounding the hour
         assert verification["bundle_entries"] == sum(kinds.values())
         checks = verification["checks"]
         # Every entry's inclusion and checker ran, and the certificate checks themselves.

@@ -111,9 +111,12 @@ def test_several_entries_in_one_bundle_and_unknown_kinds(anchored: Anchored) -> 
     assert indices == sorted({registration, anchored.meter.key_index, readings[0], readings[2]})
     report = verify_bundle(bundle, anchor_reader=anchored.reader, log_verifier_key=anchored.log_key)
     assert report.ok, report_lines(report)
-    # meter.registered/1 has no checker yet, and no contract was pinned: not made, not failed.
+    # meter.registered/1 is checked (its capacity is what plausibility is judged by); no
+    # contract was pinned: not made, not failed.
     unchecked = {c.name for c in report.checks if c.status is CheckStatus.NOT_CHECKED}
-    assert unchecked == {f"entry[{registration}]", "contract"}
+    assert unchecked == {"contract"}
+    (registered,) = [c for c in report.checks if c.name == f"entry[{registration}]"]
+    assert registered.status is CheckStatus.PASSED and "meter.registered/1" in registered.message
     assert not report.complete
     assert report_lines(report)[-1].startswith("VERIFIED (some checks not made")
 
@@ -171,7 +174,7 @@ def _swap_key_ids(bundle: ProofBundle, one: str, other: str) -> ProofBundle:
     document = bundle.to_json()
     for entry in document["entries"]:
         value = json.loads(base64.b64decode(entry["leaf"]))
-        if value["kind"] == "reading/1":
+        if value["kind"] in ("reading/1", "reading/2"):
             value["keyId"] = other if value["keyId"] == one else one
             entry["leaf"] = base64.b64encode(canonical_json(value)).decode()
     return parse_bundle(document)
@@ -450,9 +453,12 @@ def test_entry_kinds_plug_in(bundle_contract: CarbonAnchor, tmp_path: Path) -> N
             anchor_reader=ChainAnchorReader(bundle_contract.chain.w3),
             log_verifier_key=registry.signer.verifier,
         )
-        # The registry's own products know no test.* kind: not checked, never passed.
-        unchecked = {check.status for check in without.checks if check.name.startswith("entry[")}
-        assert unchecked == {CheckStatus.NOT_CHECKED}
+        # The registry's own products know no test.* kind: an unknown kind FAILS (attack 7 of
+        # issue 11: a forger would otherwise pick a kind no checker looks at).
+        unknown = [check for check in without.checks if check.name.startswith("entry[")]
+        assert {check.status for check in unknown} == {CheckStatus.FAILED}
+        assert all("unknown entry kind" in check.message for check in unknown)
+        assert not without.ok
         with pytest.raises(ValueError, match="checkers in two products"):
             verify_bundle(
                 bundle,

@@ -51,7 +51,7 @@ def test_active_certificate_bundle_verifies_in_plain_words(issued: Issued) -> No
     bundle = issued.bundle(target.certificate_id)
     found = set(kinds(bundle).values())
     assert {"issuer.key/1", "device.registered/1", "device.approved/1"} <= found
-    assert {"certificate.issued/1", "reading/1", "meter.key/1"} <= found
+    assert {"certificate.issued/1", "reading/2", "meter.key/1", "meter.registered/1"} <= found
     report = issued.verify(bundle, issuer=issued.registry.issuer().did)
     _assert_all_pass(report)
     # The issued entry names the account, so the status is exact from the first statement on.

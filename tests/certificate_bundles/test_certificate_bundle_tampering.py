@@ -39,7 +39,18 @@ from ledger.credentials.data_integrity import did_key, public_bytes
 from ledger.meters.entries import GridRegion
 from ledger.registry import Registry
 
-CERTIFICATE_CHECKS = frozenset({"certificate", "issuer", "device", "evidence", "lineage", "status"})
+CERTIFICATE_CHECKS = frozenset(
+    {
+        "certificate",
+        "issuer",
+        "device",
+        "evidence",
+        "continuity",
+        "plausibility",
+        "lineage",
+        "status",
+    }
+)
 TAMPERED_KINDS = frozenset(
     {
         "issuer.key/1",
@@ -122,7 +133,8 @@ def test_changing_any_field_of_a_credential_or_statement_fails(retired_child: Re
 
 
 LEFT_OUT = {
-    "reading/1": "evidence",
+    "reading/2": "evidence",
+    "meter.registered/1": "plausibility",
     "device.approved/1": "device",
     "device.registered/1": "device",
     "certificate.split/1": "lineage",

@@ -152,7 +152,7 @@ def reading_leaves(registry: Registry, meter_id: str) -> list[dict[str, Any]]:
     return [
         leaf
         for leaf in leaves
-        if leaf.get("kind") == "reading/1" and leaf["payload"]["meter"] == meter_id
+        if leaf.get("kind") in ("reading/1", "reading/2") and leaf["payload"]["meter"] == meter_id
     ]
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from meter_support import new_key, sign_payload
 
 from ledger.log.canonical import canonical_entry, canonical_json
+from ledger.meters.entries import PreviousReading, parse_reading
 from ledger.meters.ingest import envelope_bytes, payload_bytes, reading_leaf
 from ledger.meters.readings import MAX_REGISTER_WH, parse_envelope
 
@@ -28,14 +29,31 @@ payloads = st.fixed_dictionaries(
 
 
 @settings(max_examples=300, deadline=None)
-@given(body=payloads, key_index=st.sampled_from([0, 1]))
-def test_direct_bytes_match_jcs(body: dict[str, object], key_index: int) -> None:
+@given(
+    body=payloads,
+    key_index=st.sampled_from([0, 1]),
+    prev=st.none()
+    | st.builds(
+        PreviousReading, st.integers(0, MAX_REGISTER_WH), st.binary(min_size=32, max_size=32)
+    ),
+)
+def test_direct_bytes_match_jcs(
+    body: dict[str, object], key_index: int, prev: PreviousReading | None
+) -> None:
     envelope = sign_payload(KEYS[key_index], body)
     reading = parse_envelope(envelope)
     message = payload_bytes(reading.payload)
     assert message == reading.payload.canonical_bytes() == canonical_json(body)
     kid = KEYS[key_index].key_id
-    assert reading_leaf(reading, message, kid) == canonical_entry(
-        {"kind": "reading/1", "keyId": kid, **envelope}
-    )
+    leaf = reading_leaf(reading, message, kid, prev)
+    entry = {
+        "kind": "reading/2",
+        "keyId": kid,
+        **envelope,
+        "prev": None if prev is None else prev.to_json(),
+    }
+    assert leaf == canonical_entry(entry)
+    # The signed bytes appear in the leaf verbatim, and the strict parser reads the link back.
+    assert b'"payload":' + message + b',"prev":' in leaf
+    assert parse_reading(entry, leaf).prev == prev
     assert envelope_bytes(reading, message) == canonical_json(envelope)

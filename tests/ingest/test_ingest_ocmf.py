@@ -74,7 +74,7 @@ def test_a_real_p256_record_is_accepted_verbatim(registry: Registry) -> None:
         size,
     )
     leaf = parse_entry(registry.log.entry(size))
-    assert leaf["kind"] == "reading.ocmf/1"
+    assert leaf["kind"] == "reading.ocmf/2"
     assert leaf["ocmf"] == item["ocmf"]  # the signed bytes, unchanged
     # The last of the four RD readings (TX E, 17:29:27+02:00), 1.6086276e7 Wh.
     assert leaf["payload"] == {
@@ -189,9 +189,13 @@ def test_sequence_rules_apply_to_ocmf_records(registry: Registry) -> None:
         ("duplicate", None),
     ]
     after = snapshot(registry)
-    # Nothing new in the log or the reading table; only the equivocation evidence is kept.
-    assert (after.size, after.root, after.readings) == (before.size, before.root, before.readings)
+    # No new reading; the equivocation evidence is kept, in the log as well (decision 98),
+    # with both records verbatim.
+    assert (after.size, after.readings) == (before.size + 1, before.readings)
     assert after.evidence == before.evidence + 1
+    entry = parse_entry(registry.log.entry(before.size))
+    assert entry["kind"] == "reading.equivocation/1"
+    assert set(entry["conflicting"]) == {"ocmf"} and set(entry["accepted"]["reading"]) == {"ocmf"}
 
 
 def test_envelopes_and_ocmf_records_share_one_batch_over_http(

@@ -28,6 +28,7 @@ from meter_support import (
 from sqlalchemy import select
 
 from ledger.log.canonical import canonical_entry, canonical_json, parse_entry
+from ledger.log.merkle import leaf_hash
 from ledger.meters.ingest import (
     BatchTooLargeError,
     IngestPolicy,
@@ -86,11 +87,16 @@ def test_a_valid_stream_is_accepted_with_consecutive_leaves(meter: Fixture) -> N
     assert [(r.status, r.seq, r.index) for r in result.items] == [
         ("accepted", n + 1, size + n) for n in range(5)
     ]
+    previous: dict[str, object] | None = None
     for item, outcome in zip(items, result.items, strict=True):
         assert outcome.index is not None
         leaf = meter.registry.log.entry(outcome.index)
-        # The leaf is exactly JCS of the full envelope plus kind and key id.
-        assert leaf == canonical_entry({"kind": "reading/1", "keyId": meter.key.key_id, **item})
+        # The leaf is exactly JCS of the full envelope plus kind, key id and the link to the
+        # meter's previous reading (none for its first): a chain a verifier can follow.
+        assert leaf == canonical_entry(
+            {"kind": "reading/2", "keyId": meter.key.key_id, **item, "prev": previous}
+        )
+        previous = {"index": outcome.index, "leafHash": leaf_hash(leaf).hex()}
     with meter.registry.database.read() as session:
         state = session.get(Meter, "pv-1")
         assert state is not None
@@ -245,8 +251,18 @@ def test_equivocation_is_refused_and_kept_as_evidence(meter: Fixture) -> None:
 
     assert [(r.status, r.reason) for r in result.items] == [("rejected", Reason.EQUIVOCATION)]
     after = snapshot(meter.registry)
-    assert (after.size, after.root, after.readings) == (before.size, before.root, before.readings)
+    # No reading is added, but the log holds the evidence (issue 11, attack 10: a table the
+    # operator can empty is no evidence): one reading.equivocation/1 with both signed readings.
+    assert (after.size, after.readings) == (before.size + 1, before.readings)
     assert after.evidence == before.evidence + 1
+    entry = parse_entry(meter.registry.log.entry(before.size))
+    assert entry["kind"] == "reading.equivocation/1"
+    assert (entry["meter"], entry["seq"], entry["accepted"]["index"]) == ("pv-1", 3, accepted_index)
+    assert (
+        entry["accepted"]["leafHash"] == leaf_hash(meter.registry.log.entry(accepted_index)).hex()
+    )
+    assert entry["conflicting"] == conflicting
+    assert entry["accepted"]["reading"]["payload"]["seq"] == 3
     evidence, more = list_evidence(meter.registry.database, "pv-1", after_id=None, limit=10)
     assert not more
     assert len(evidence) == 1
