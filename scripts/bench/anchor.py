@@ -547,6 +547,7 @@ def measure_offline_verification(
                 anchor_reader=reader,
                 log_verifier_key=verifier_key,
                 trusted_contract=contract.address,
+                trusted_chain_id=contract.chain.chain_id,
             )
 
         first = verify()  # also the warm-up: imports and caches are not the verifier's cost

@@ -708,6 +708,8 @@ def measure_bundle_verification(
                 anchor_reader=reader,
                 log_verifier_key=verifier_key,
                 trusted_contract=contract.address,
+                trusted_chain_id=contract.chain.chain_id,
+                trusted_issuer=registry.issuer().did,
             )
 
         # The first run asks the chain (and warms imports and caches, which are not the

@@ -206,10 +206,13 @@ def build_registry(workdir: Path, anvil: LocalAnvil | None) -> Registry:
     if anvil is not None:
         verify_args: tuple[str, ...] = (
             *("verify", str(bundle), "--rpc", anvil.url),
-            *("--contract", contract, "--log-key", log_key),
+            *("--contract", contract, "--chain-id", str(ANVIL_CHAIN_ID), "--log-key", log_key),
         )
     else:
-        verify_args = ("--data-dir", str(data_dir), "verify", str(bundle), "--contract", contract)
+        verify_args = (
+            *("--data-dir", str(data_dir), "verify", str(bundle)),
+            *("--accept-embedded-chain", "--contract", contract),
+        )
     return Registry(env, reader_env, bundle, verify_args, "anvil" if anvil else "embedded")
 
 

@@ -80,6 +80,7 @@ def test_a_reading_bundle_verifies_end_to_end(anchored: Anchored) -> None:
         anchor_reader=anchored.reader,
         log_verifier_key=anchored.log_key,
         trusted_contract=anchored.contract.address,
+        trusted_chain_id=anchored.contract.chain.chain_id,
     )
     assert report.ok and report.complete, report_lines(report)
     assert _names(report.checks) == [
@@ -146,6 +147,7 @@ def test_an_es256_meter_and_two_meters_in_one_bundle(
             anchor_reader=ChainAnchorReader(bundle_contract.chain.w3),
             log_verifier_key=registry.signer.verifier,
             trusted_contract=bundle_contract.address,
+            trusted_chain_id=bundle_contract.chain.chain_id,
         )
         assert report.complete, report_lines(report)
         message = report.check(f"entry[{second.readings[1]}]")
@@ -377,6 +379,7 @@ def test_a_restarted_embedded_chain_keeps_bundles_verifiable(tmp_path: Path) -> 
             anchor_reader=ChainAnchorReader(chain.w3),
             log_verifier_key=registry.signer.verifier,
             trusted_contract=contract.address,
+            trusted_chain_id=contract.chain.chain_id,
         )
         assert after.complete, report_lines(after)
     finally:
@@ -396,6 +399,7 @@ def test_a_reading_bundle_verifies_on_anvil(anvil_anchored: Anchored) -> None:
         anchor_reader=anvil_anchored.reader,
         log_verifier_key=anvil_anchored.log_key,
         trusted_contract=anvil_anchored.contract.address,
+        trusted_chain_id=anvil_anchored.contract.chain.chain_id,
     )
     assert report.complete, report_lines(report)
     tampered = ProofBundle.model_validate(

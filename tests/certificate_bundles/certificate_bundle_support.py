@@ -70,7 +70,9 @@ class Issued:
             anchor_reader=self.reader,
             log_verifier_key=self.registry.signer.verifier,
             trusted_contract=self.contract.address,
-            trusted_issuer=issuer,
+            trusted_chain_id=self.contract.chain.chain_id,
+            # The registry's own issuer unless a test pins another one.
+            trusted_issuer=self.registry.issuer().did if issuer is None else issuer,
             now=now,
         )
 

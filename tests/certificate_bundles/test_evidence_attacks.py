@@ -119,6 +119,7 @@ def test_evidence_that_leaves_readings_out_fails_continuity(
         anchor_reader=certificate_reader,
         log_verifier_key=registry.signer.verifier,
         trusted_contract=certificate_contract.address,
+        trusted_chain_id=certificate_contract.chain.chain_id,
     )
     checks = {check.name: check for check in report.checks}
     assert not report.ok
@@ -172,6 +173,7 @@ def test_a_certificate_for_an_implausible_hour_fails_plausibility(
         anchor_reader=certificate_reader,
         log_verifier_key=registry.signer.verifier,
         trusted_contract=certificate_contract.address,
+        trusted_chain_id=certificate_contract.chain.chain_id,
     )
     checks = {check.name: check for check in report.checks}
     assert checks["plausibility"].status is CheckStatus.FAILED, report.checks
