@@ -27,9 +27,9 @@ ANVIL = Path(
     )
 )
 SOLC_JS = REPO_ROOT / "contracts" / "node_modules" / "solc" / "package.json"
-RUN_TIMEOUT_SECONDS = 240
+RUN_TIMEOUT_SECONDS = 600
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)]
 
 
 def require_toolchain() -> None:

@@ -18,10 +18,10 @@ from bench_smoke_support import BENCH_DIR, REPO_ROOT, quick_run_with_postgres, r
 from testdata_support import running_in_ci
 
 SCRIPT = BENCH_DIR / "certificates.py"
-RUN_TIMEOUT_SECONDS = 180
+RUN_TIMEOUT_SECONDS = 600
 QUICK_HOURS = 14 * 24
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ RUN_TIMEOUT_SECONDS = 600
 COMMANDS = ("help", "create_client", "anchor_status", "verify")
 FLOORS = ("python_pass", "python_import_typer", "typer_app_help")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)]
 
 
 @pytest.fixture(scope="module")

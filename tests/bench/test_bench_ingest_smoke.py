@@ -16,9 +16,9 @@ from bench_smoke_support import BENCH_DIR, quick_run_with_postgres, run_bench
 from testdata_support import running_in_ci
 
 SCRIPT = BENCH_DIR / "ingest.py"
-RUN_TIMEOUT_SECONDS = 280
+RUN_TIMEOUT_SECONDS = 800
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(RUN_TIMEOUT_SECONDS + 60)]
 
 
 @pytest.fixture(scope="module")
