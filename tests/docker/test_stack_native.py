@@ -256,6 +256,8 @@ def test_a_metered_reading_reaches_an_anchored_verified_checkpoint(
                 anvil.url,
                 "--contract",
                 contract,
+                "--chain-id",
+                str(ANVIL_CHAIN_ID),
                 "--log-key",
                 verifier_key,
             ],
@@ -266,7 +268,7 @@ def test_a_metered_reading_reaches_an_anchored_verified_checkpoint(
             check=False,
         )
         assert report.returncode == 0, report.stdout + report.stderr
-        assert f"reading/1 meter {METER}" in report.stdout
+        assert f"reading/2 meter {METER}" in report.stdout
         assert "PASS  chain" in report.stdout
 
         # Tampering with the anchored root is refused by the chain check.
@@ -283,6 +285,8 @@ def test_a_metered_reading_reaches_an_anchored_verified_checkpoint(
                 anvil.url,
                 "--contract",
                 contract,
+                "--chain-id",
+                str(ANVIL_CHAIN_ID),
                 "--log-key",
                 verifier_key,
             ],
