@@ -399,3 +399,43 @@ def test_admin_rotates_the_anchorer_and_revokes_through_the_cli(
             assert wrong.returncode == 1 and "NothingToRevoke" in wrong.stderr.decode()
     finally:
         node.stop()
+
+
+def test_an_unpinned_input_is_never_success_and_a_wrong_pin_fails(
+    deployed: Deployed, tmp_path: Path
+) -> None:
+    """A reseller or operator hoping the verifier forgets a pin: exit 4, never 0."""
+    base = [str(deployed.bundle), "--rpc", deployed.node.url, "--log-key", deployed.log_key]
+    no_pins = _run(["verify", *base], _clean_env())
+    assert no_pins.returncode == 4, no_pins.stderr.decode()
+    assert "verification incomplete: not made: chain-id, contract" in no_pins.stderr.decode()
+    assert "verified:" not in no_pins.stdout.decode()
+
+    other_chain = _verify(deployed, "--chain-id", "1")  # a later flag wins: chain 1 pinned
+    assert other_chain.returncode == 1, other_chain.stderr.decode()
+    assert "verification failed: chain-id" in other_chain.stderr.decode()
+
+    # The operator's published trust file stands in for every flag.
+    trust = tmp_path / "trust.json"
+    trust.write_text(
+        json.dumps(
+            {
+                "trust": "carbonledger/trust/1",
+                "chainId": ANVIL_CHAIN_ID,
+                "contract": deployed.contract,
+                "logKey": deployed.log_key,
+                "rpc": deployed.node.url,
+            }
+        )
+    )
+    trusted = _run(["verify", str(deployed.bundle), "--trust", str(trust)], _clean_env())
+    assert trusted.returncode == 0, trusted.stdout.decode() + trusted.stderr.decode()
+    assert "verified:" in trusted.stdout.decode()
+
+
+def test_the_embedded_chain_only_when_accepted_and_said(deployed: Deployed) -> None:
+    env = {**_clean_env(), "CARBONLEDGER_DATA_DIR": str(deployed.data_dir)}
+    refused = _run(["verify", str(deployed.bundle)], env)
+    assert refused.returncode == 2
+    assert "--accept-embedded-chain" in refused.stderr.decode()
+    assert "proves nothing to an outsider" in refused.stderr.decode()

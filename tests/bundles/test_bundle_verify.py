@@ -92,6 +92,7 @@ def test_a_reading_bundle_verifies_end_to_end(anchored: Anchored) -> None:
         "keys",
         f"entry[{key_index}]",
         f"entry[{reading}]",
+        "chain-id",
         "contract",
         "chain",
     ]
@@ -113,9 +114,9 @@ def test_several_entries_in_one_bundle_and_unknown_kinds(anchored: Anchored) -> 
     report = verify_bundle(bundle, anchor_reader=anchored.reader, log_verifier_key=anchored.log_key)
     assert report.ok, report_lines(report)
     # meter.registered/1 is checked (its capacity is what plausibility is judged by); no
-    # contract was pinned: not made, not failed.
+    # chain or contract was pinned: not made, not failed.
     unchecked = {c.name for c in report.checks if c.status is CheckStatus.NOT_CHECKED}
-    assert unchecked == {"contract"}
+    assert unchecked == {"chain-id", "contract"}
     (registered,) = [c for c in report.checks if c.name == f"entry[{registration}]"]
     assert registered.status is CheckStatus.PASSED and "meter.registered/1" in registered.message
     assert not report.complete
