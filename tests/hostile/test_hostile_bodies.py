@@ -151,7 +151,7 @@ def test_the_recursion_limit_stays_at_the_default_with_the_chain_stack_loaded() 
         "import sys\n"
         "import api.app, attestation.anchoring.scheduler, attestation.anchoring.audit\n"
         "import web3, eth, py_ecc, eth_tester\n"
-        "from attestation.chain.client import Chain\n"
+        "from attestation.chain.embedded import Chain\n"
         "print(sys.getrecursionlimit())\n"
     )
     result = subprocess.run(

@@ -300,12 +300,14 @@ def test_a_mixed_batch_commits_only_its_valid_items_in_order(meter: Fixture) -> 
         ("duplicate", None, size + 1),
         ("rejected", Reason.EQUIVOCATION, None),
         ("rejected", Reason.UNSUPPORTED_FORMAT, None),
-        ("accepted", None, size + 2),
+        ("accepted", None, size + 3),
     ]
-    assert meter.registry.log.head().size == size + 3
+    # The contradiction is kept as evidence in the log itself (decision 98), in batch order.
+    assert meter.registry.log.head().size == size + 4
+    assert parse_entry(meter.registry.log.entry(size + 2))["kind"] == "reading.equivocation/1"
     with meter.registry.database.read() as session:
         rows = session.execute(select(Reading.seq, Reading.log_index).order_by(Reading.seq)).all()
-    assert [tuple(row) for row in rows] == [(1, size), (3, size + 1), (4, size + 2)]
+    assert [tuple(row) for row in rows] == [(1, size), (3, size + 1), (4, size + 3)]
 
 
 def test_energy_above_capacity_is_accepted_but_flagged(meter: Fixture) -> None:
