@@ -247,26 +247,21 @@ def test_a_metered_reading_reaches_an_anchored_verified_checkpoint(
         path.write_bytes(bundle.content)
 
         # The verifier: the bundle, the chain, the published contract and log key; no API.
-        report = subprocess.run(
-            [
-                CARBONLEDGER,
-                "verify",
-                str(path),
-                "--rpc",
-                anvil.url,
-                "--contract",
-                contract,
-                "--chain-id",
-                str(ANVIL_CHAIN_ID),
-                "--log-key",
-                verifier_key,
-            ],
-            env={"PATH": env["PATH"]},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        def verify() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [
+                    *(CARBONLEDGER, "verify", str(path), "--rpc", anvil.url),
+                    *("--contract", contract, "--chain-id", str(ANVIL_CHAIN_ID)),
+                    *("--log-key", verifier_key),
+                ],
+                env={"PATH": env["PATH"]},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+
+        report = verify()
         assert report.returncode == 0, report.stdout + report.stderr
         assert f"reading/2 meter {METER}" in report.stdout
         assert "PASS  chain" in report.stdout
@@ -276,26 +271,7 @@ def test_a_metered_reading_reaches_an_anchored_verified_checkpoint(
         root = document["anchor"]["root"]
         document["anchor"]["root"] = root[:-1] + ("0" if root[-1] != "0" else "1")
         path.write_text(json.dumps(document))
-        tampered = subprocess.run(
-            [
-                CARBONLEDGER,
-                "verify",
-                str(path),
-                "--rpc",
-                anvil.url,
-                "--contract",
-                contract,
-                "--chain-id",
-                str(ANVIL_CHAIN_ID),
-                "--log-key",
-                verifier_key,
-            ],
-            env={"PATH": env["PATH"]},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        tampered = verify()
         assert tampered.returncode == 1, tampered.stdout + tampered.stderr
         assert "FAIL  chain" in tampered.stdout
 
